@@ -1,0 +1,109 @@
+"""HDF5 files with provenance: written atomically, validated when read.
+
+Every vtcav HDF5 file carries, as root attributes:
+
+- ``vtcav_kind``      what the file holds: ``clips``, ``embeddings``, ``cavs``, ``relevance``;
+- ``schema_version``  the layout version of that kind (readers refuse newer ones);
+- ``tool``, ``tool_version``;
+- ``provenance``      a JSON object (model, weights hash, layers, sampling, seed, ...).
+
+Datasets are written without timestamps so the same inputs and seed give the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .cli import atomic_path
+from .errors import IncompatibleError, VtcavError
+
+SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
+
+
+@contextlib.contextmanager
+def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -> Iterator[h5py.File]:
+    """Create a vtcav HDF5 file of ``kind``; it appears at ``path`` only when complete."""
+    if kind not in SCHEMA_VERSIONS:
+        raise ValueError(f"unknown file kind {kind!r}")
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w", track_order=True) as handle:
+            handle.attrs["vtcav_kind"] = kind
+            handle.attrs["schema_version"] = SCHEMA_VERSIONS[kind]
+            handle.attrs["tool"] = tool
+            handle.attrs["tool_version"] = __version__
+            handle.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+            yield handle
+
+
+def open_file(path: str | Path, kind: str) -> h5py.File:
+    """Open a vtcav HDF5 file for reading, checking it exists, is HDF5 and is ``kind``."""
+    path = Path(path)
+    if not path.exists():
+        raise VtcavError(f"{path}: no such file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise VtcavError(f"{path}: not a readable HDF5 file") from None
+    found = handle.attrs.get("vtcav_kind")
+    if found is None:
+        handle.close()
+        raise VtcavError(f"{path}: not a vtcav file (no 'vtcav_kind' attribute)")
+    if found != kind:
+        handle.close()
+        raise VtcavError(f"{path}: holds {found}, expected {kind}")
+    version = int(handle.attrs.get("schema_version", -1))
+    if version > SCHEMA_VERSIONS[kind]:
+        handle.close()
+        raise VtcavError(f"{path}: {kind} schema version {version} is newer than this vtcav "
+                         f"understands ({SCHEMA_VERSIONS[kind]}); upgrade vtcav")
+    if version < 1:
+        handle.close()
+        raise VtcavError(f"{path}: bad schema version {version}")
+    return handle
+
+
+def provenance(handle: h5py.File) -> dict[str, Any]:
+    return json.loads(handle.attrs["provenance"])
+
+
+def dataset(group: h5py.Group, name: str, data: np.ndarray | None = None, **kwargs) -> h5py.Dataset:
+    """Create a dataset without timestamps (reproducible bytes), compressed when large."""
+    kwargs.setdefault("track_times", False)
+    shape = kwargs.get("shape", None if data is None else np.shape(data))
+    if shape is not None and int(np.prod(shape)) * 4 > 1 << 16 and "compression" not in kwargs:
+        kwargs["compression"] = "gzip"
+        kwargs["compression_opts"] = 4
+        kwargs.setdefault("shuffle", True)
+    return group.create_dataset(name, data=data, **kwargs)
+
+
+def string_dataset(group: h5py.Group, name: str, values: list[str]) -> h5py.Dataset:
+    return group.create_dataset(name, data=np.array(values, dtype=h5py.string_dtype()),
+                                track_times=False)
+
+
+def read_strings(ds: h5py.Dataset) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
+
+
+def require_same(what: str, keys: list[str], first: tuple[str, dict], second: tuple[str, dict]) -> None:
+    """Refuse to combine two files whose provenance differs on ``keys``."""
+    (name_a, prov_a), (name_b, prov_b) = first, second
+    for key in keys:
+        if prov_a.get(key) != prov_b.get(key):
+            raise IncompatibleError(
+                f"{name_b}: {what} from a different {key} than {name_a} "
+                f"({_short(prov_b.get(key))} vs {_short(prov_a.get(key))}); refusing to combine")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."

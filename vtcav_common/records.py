@@ -1,0 +1,156 @@
+"""JSONL records: detections and the labels manifest, validated where they are read.
+
+See ``docs/formats.md`` for the contracts.  Readers raise :class:`VtcavError` naming
+the file and line; writers emit one compact JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from .cli import display_name, open_text_input, read_lines
+from .errors import VtcavError
+
+DETECTION_FIELDS = ("video_id", "video", "frame", "time", "track_id", "class_id", "class_name",
+                    "conf", "box")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in one frame of one video.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of the original frame; ``track_id`` is
+    ``None`` when the detector ran without a tracker.
+    """
+
+    video_id: str
+    video: str
+    frame: int
+    time: float
+    track_id: int | None
+    class_id: int
+    class_name: str
+    conf: float
+    box: tuple[float, float, float, float]
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["box"] = [round(float(v), 2) for v in self.box]
+        record["conf"] = round(float(self.conf), 4)
+        record["time"] = round(float(self.time), 4)
+        return json.dumps(record, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class VideoLabel:
+    """One line of a labels manifest: a video, its class and its split."""
+
+    video_id: str
+    path: str  # absolute, resolved against the manifest's folder
+    label: str
+    split: str = "all"
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def _parse_json(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise VtcavError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(record, dict):
+        raise VtcavError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def parse_detection(record: dict, where: str) -> Detection:
+    missing = [name for name in DETECTION_FIELDS if name not in record]
+    if missing:
+        raise VtcavError(f"{where}: detection record lacks field(s) {', '.join(missing)}")
+    box = record["box"]
+    if (not isinstance(box, (list, tuple)) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
+        raise VtcavError(f"{where}: 'box' must be four finite numbers [x1, y1, x2, y2]")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 <= x1 or y2 <= y1:
+        raise VtcavError(f"{where}: 'box' has x2 <= x1 or y2 <= y1: {box}")
+    try:
+        frame = int(record["frame"])
+        track = record["track_id"]
+        return Detection(
+            video_id=str(record["video_id"]), video=str(record["video"]), frame=frame,
+            time=float(record["time"]), track_id=None if track is None else int(track),
+            class_id=int(record["class_id"]), class_name=str(record["class_name"]),
+            conf=float(record["conf"]), box=(x1, y1, x2, y2))
+    except (TypeError, ValueError) as err:
+        raise VtcavError(f"{where}: bad value in detection record ({err})") from None
+
+
+def read_detections(path: str) -> Iterator[Detection]:
+    """Stream detections from a JSONL file or ``-``."""
+    name = display_name(path)
+    handle = open_text_input(path)
+    try:
+        for number, line in read_lines(handle):
+            yield parse_detection(_parse_json(line, f"{name}:{number}"), f"{name}:{number}")
+    finally:
+        if handle is not None and path != "-":
+            handle.close()
+
+
+def write_records(records: Iterable, out: IO[str]) -> int:
+    """Write records (objects with ``to_json`` or plain dicts) one per line."""
+    count = 0
+    for record in records:
+        text = record.to_json() if hasattr(record, "to_json") else json.dumps(record, separators=(",", ":"))
+        out.write(text + "\n")
+        count += 1
+    return count
+
+
+def read_jsonl(path: str) -> Iterator[tuple[str, dict]]:
+    """Plain JSONL records with a ``file:line`` locator for error messages."""
+    name = display_name(path)
+    handle = open_text_input(path)
+    try:
+        for number, line in read_lines(handle):
+            where = f"{name}:{number}"
+            yield where, _parse_json(line, where)
+    finally:
+        if path != "-":
+            handle.close()
+
+
+def read_manifest(path: str) -> list[VideoLabel]:
+    """A labels manifest (``labels.jsonl``): ``video_id``, ``path`` and ``label`` per line.
+
+    Relative paths are resolved against the manifest's folder, so a manifest and its
+    videos can move together.
+    """
+    base = Path(path).resolve().parent if path != "-" else Path.cwd()
+    labels = []
+    seen = set()
+    for where, record in read_jsonl(path):
+        for name in ("video_id", "path", "label"):
+            if name not in record:
+                raise VtcavError(f"{where}: manifest record lacks field '{name}'")
+        video_id = str(record["video_id"])
+        if video_id in seen:
+            raise VtcavError(f"{where}: duplicate video_id '{video_id}'")
+        seen.add(video_id)
+        video_path = Path(record["path"])
+        if not video_path.is_absolute():
+            video_path = base / video_path
+        extra = {k: v for k, v in record.items() if k not in ("video_id", "path", "label", "split")}
+        labels.append(VideoLabel(video_id, str(video_path), str(record["label"]),
+                                 str(record.get("split", "all")), extra))
+    if not labels:
+        raise VtcavError(f"{display_name(path)}: manifest has no videos")
+    return labels
+
+
+def looks_like_manifest(path: str) -> bool:
+    return path.endswith(".jsonl")

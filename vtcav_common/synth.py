@@ -1,0 +1,186 @@
+"""The synthetic motion world: small videos where the truth is known.
+
+Every video shows a textured, static background, one red *ball* that moves in a
+straight line, and one or two static distractors (*square*, *triangle*).  The class
+is the ball's direction of motion: ``left``, ``right``, ``up`` or ``down``.  The ball
+looks the same in every class and the distractors appear in every class, so **motion
+alone decides the class**: a model that solved the task must rely on the concept
+"ball moving <direction>", not on the ball's or the distractors' appearance.
+
+Everything is a function of ``(seed, video index)``, so worlds are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .cli import atomic_path
+from .video import write_video
+
+CLASSES = ("left", "right", "up", "down")
+OBJECT_KINDS = ("ball", "square", "triangle")
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+MOVER = "ball"
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    size: int = 64          # frames are size x size pixels
+    frames: int = 20        # frames per video
+    fps: float = 10.0
+    ball_radius: tuple[int, int] = (5, 7)
+    speed: tuple[float, float] = (1.6, 2.2)   # pixels per frame
+    noise: float = 3.0      # per-frame sensor noise (std, grey levels)
+
+
+@dataclass
+class RenderedVideo:
+    label: str
+    frames: np.ndarray               # T x H x W x 3 uint8 RGB
+    objects: list[dict]              # kind, track_id, moving, boxes (T x 4, x1 y1 x2 y2)
+    masks: np.ndarray                # T x H x W bool: pixels of the moving object
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random background: low-frequency colour blobs plus fine grain."""
+    coarse = rng.normal(0.0, 1.0, (6, 6, 3)).astype(np.float32)
+    smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    grain = cv2.GaussianBlur(rng.normal(0.0, 1.0, (size, size, 3)).astype(np.float32), (0, 0), 0.8)
+    base = rng.uniform(90, 150, 3).astype(np.float32)
+    image = base + 22.0 * smooth + 10.0 * grain
+    image[..., 0] = np.minimum(image[..., 0], 165)  # keep the background from looking like the red ball
+    return np.clip(image, 0, 255)
+
+
+def _draw(canvas: np.ndarray, kind: str, centre: tuple[float, float], extent: int,
+          colour: tuple[int, int, int]) -> tuple[float, float, float, float]:
+    """Draw an object, return its box (x1, y1, x2, y2) in pixels."""
+    shift = 4  # sub-pixel positions, so motion is smooth
+    cx, cy = int(round(centre[0] * (1 << shift))), int(round(centre[1] * (1 << shift)))
+    r = extent
+    if kind == "ball":
+        cv2.circle(canvas, (cx, cy), r << shift, colour, -1, cv2.LINE_AA, shift)
+        highlight = tuple(min(255, c + 70) for c in colour)
+        cv2.circle(canvas, (cx - (r << shift) // 3, cy - (r << shift) // 3), (r << shift) // 3,
+                   highlight, -1, cv2.LINE_AA, shift)
+    elif kind == "square":
+        cv2.rectangle(canvas, (cx - (r << shift), cy - (r << shift)), (cx + (r << shift), cy + (r << shift)),
+                      colour, -1, cv2.LINE_AA, shift)
+    elif kind == "triangle":
+        points = np.array([[cx, cy - (r << shift)], [cx - (r << shift), cy + (r << shift)],
+                           [cx + (r << shift), cy + (r << shift)]], np.int32)
+        cv2.fillPoly(canvas, [points], colour, cv2.LINE_AA, shift)
+    else:
+        raise ValueError(kind)
+    x, y = centre
+    return (x - r - 0.5, y - r - 0.5, x + r + 0.5, y + r + 0.5)
+
+
+def render_video(seed: int, index: int, label: str, spec: WorldSpec = WorldSpec()) -> RenderedVideo:
+    """Render video ``index`` of class ``label``; a pure function of its arguments."""
+    rng = np.random.default_rng([seed, index, CLASSES.index(label)])
+    size, frames = spec.size, spec.frames
+    background = _texture(rng, size)
+
+    radius = int(rng.integers(spec.ball_radius[0], spec.ball_radius[1] + 1))
+    speed = float(rng.uniform(*spec.speed))
+    travel = speed * (frames - 1)
+    dx, dy = DIRECTIONS[label]
+    margin = radius + 1.5
+    along_start = rng.uniform(margin, size - margin - travel)
+    across = rng.uniform(margin, size - margin)
+    positions = []
+    for t in range(frames):
+        along = along_start + speed * t
+        if dx < 0 or dy < 0:
+            along = size - along  # mirror so the ball travels toward the negative side
+        positions.append((along, across) if dx else (across, along))
+    ball_colour = (int(rng.integers(200, 240)), int(rng.integers(30, 70)), int(rng.integers(30, 70)))
+
+    # Static distractors, kept off the ball's path so the ball is never hidden.
+    distractors = []
+    for kind in rng.choice(["square", "triangle"], size=int(rng.integers(1, 3)), replace=False):
+        extent = int(rng.integers(4, 7))
+        for _ in range(50):
+            centre = (float(rng.uniform(extent + 1, size - extent - 1)),
+                      float(rng.uniform(extent + 1, size - extent - 1)))
+            off_path = abs((centre[1] if dx else centre[0]) - across) > radius + extent + 2
+            apart = all(abs(centre[0] - c[0]) + abs(centre[1] - c[1]) > 2 * (extent + e) + 4
+                        for _, c, e, _ in distractors)
+            if off_path and apart:
+                break
+        colour = ((int(rng.integers(30, 70)), int(rng.integers(60, 110)), int(rng.integers(190, 240)))
+                  if kind == "square" else
+                  (int(rng.integers(40, 80)), int(rng.integers(180, 230)), int(rng.integers(40, 90))))
+        distractors.append((str(kind), centre, extent, colour))
+
+    video = np.empty((frames, size, size, 3), np.uint8)
+    masks = np.zeros((frames, size, size), bool)
+    ball_boxes, distractor_boxes = [], [[] for _ in distractors]
+    for t in range(frames):
+        canvas = background.copy()
+        for i, (kind, centre, extent, colour) in enumerate(distractors):
+            distractor_boxes[i].append(_draw(canvas, kind, centre, extent, colour))
+        before = canvas.copy()
+        ball_boxes.append(_draw(canvas, "ball", positions[t], radius, ball_colour))
+        masks[t] = np.abs(canvas - before).sum(axis=-1) > 0
+        canvas += rng.normal(0.0, spec.noise, canvas.shape).astype(np.float32)
+        video[t] = np.clip(canvas, 0, 255).astype(np.uint8)
+
+    objects = [{"kind": "ball", "track_id": 1, "moving": True, "boxes": np.array(ball_boxes)}]
+    for i, (kind, _, _, _) in enumerate(distractors):
+        objects.append({"kind": kind, "track_id": i + 2, "moving": False,
+                        "boxes": np.array(distractor_boxes[i])})
+    return RenderedVideo(label, video, objects, masks)
+
+
+def world_videos(seed: int, per_class: int, split: str, offset: int = 0):
+    """``(video_id, index, label)`` for a split, interleaving classes."""
+    for i in range(per_class):
+        for label in CLASSES:
+            index = offset + i
+            yield f"{split}_{label}_{index:04d}", index, label
+
+
+def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40,
+                   test_per_class: int = 10, spec: WorldSpec = WorldSpec(),
+                   classes: tuple[str, ...] = CLASSES) -> dict:
+    """Write the world: ``videos/*.mp4``, ``labels.jsonl``, ``gt.jsonl``, ``world.json``.
+
+    ``gt.jsonl`` holds the true boxes in the detection record format (so it can stand
+    in for a detector's output), plus a ``moving`` flag.
+    """
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    plan = [v for v in world_videos(seed, train_per_class, "train") if v[2] in classes]
+    plan += [v for v in world_videos(seed, test_per_class, "test", offset=10_000) if v[2] in classes]
+    with atomic_path(out / "labels.jsonl") as labels_tmp, atomic_path(out / "gt.jsonl") as gt_tmp, \
+            open(labels_tmp, "w") as labels, open(gt_tmp, "w") as gt:
+        for video_id, index, label in plan:
+            rendered = render_video(seed, index, label, spec)
+            relative = f"videos/{video_id}.mp4"
+            write_video(out / relative, rendered.frames, spec.fps)
+            split = video_id.split("_", 1)[0]
+            labels.write(json.dumps({"video_id": video_id, "path": relative, "label": label,
+                                     "split": split}) + "\n")
+            for obj in rendered.objects:
+                for t, box in enumerate(obj["boxes"]):
+                    gt.write(json.dumps({
+                        "video_id": video_id, "video": relative, "frame": t, "time": round(t / spec.fps, 4),
+                        "track_id": obj["track_id"], "class_id": OBJECT_KINDS.index(obj["kind"]),
+                        "class_name": obj["kind"], "conf": 1.0,
+                        "box": [round(float(v), 2) for v in box], "moving": obj["moving"]},
+                        separators=(",", ":")) + "\n")
+    world = {"seed": seed, "classes": list(classes), "object_kinds": list(OBJECT_KINDS),
+             "mover": MOVER, "spec": asdict(spec), "train_per_class": train_per_class,
+             "test_per_class": test_per_class,
+             "known_answer": "the class is the direction of the ball's motion; appearance and the "
+                             "static distractors carry no information about the class"}
+    with atomic_path(out / "world.json") as tmp:
+        tmp.write_text(json.dumps(world, indent=2) + "\n")
+    return world
