@@ -1,0 +1,361 @@
+"""vt-concepts: concept clip sets (spatial, spatiotemporal, random) from detections and videos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from vtcav_common import cli, clipsets
+from vtcav_common.clipsets import ClipSetWriter, Sampling
+from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, DetectionFilter, LabelFilter, PlanStats,
+                                   RandomDraw, VideoCatalog, limit, load_tracks, parse_size, plan_random,
+                                   plan_spatial, plan_spatiotemporal, render_plans)
+from vtcav_common.errors import UsageError, VtcavError
+
+TOOL = "vt-concepts"
+
+app = cli.make_app(
+    TOOL,
+    help="Cut concept clip sets for Video-TCAV from detections (`vt-detect`, or any detector's JSONL in "
+         "the same record format) and videos, and random sets to test them against. Each set is one "
+         "group of an HDF5 file of `T x H x W x 3` RGB clips (see docs/formats.md).\n\n"
+         "- `spatial`: an object's crop from one frame, repeated over the T frames (static).\n"
+         "- `spatiotemporal`: the same object along its track over T frames (dynamic).\n"
+         "- `random`: R random sets of random windows from (other) videos.\n"
+         "- `merge`: several clip-set files into one; `list`: the sets of a file as JSONL.",
+    epilog="Examples:\n\n"
+           "    vt-concepts spatiotemporal gt.jsonl --videos labels.jsonl --class ball --label right -o c.h5\n\n"
+           "    vt-concepts spatial gt.jsonl --videos labels.jsonl --class ball --label right -o c.h5 --append\n\n"
+           "    vt-concepts random --videos labels.jsonl --exclude-label right --sets 10 -o c.h5 --append\n\n"
+           "    cat detections.jsonl | vt-concepts spatiotemporal - --videos labels.jsonl --class ball -o c.h5",
+    single=False,
+)
+
+
+# --------------------------------------------------------------------------- shared options
+def _out() -> Path:
+    return typer.Option(..., "-o", "--out", help="The clip-set HDF5 file to write (written atomically).")
+
+
+def _videos(required: bool = False):
+    return typer.Option(... if required else None, "--videos",
+                        help="A labels manifest (labels.jsonl: video_id, path, label) or a folder of videos. "
+                             "Without it, the detection records' own video paths are used.")
+
+
+def _seed() -> int:
+    return typer.Option(0, "--seed", help="Random seed; the same inputs and seed give the same bytes.")
+
+
+def _frames() -> int:
+    return typer.Option(16, "--frames", "-T", min=1, help="Frames per clip (T).")
+
+
+def _size() -> str:
+    return typer.Option("64", "--size", help="Clip size: H (square) or HxW, in pixels.")
+
+
+def _stride() -> int:
+    return typer.Option(1, "--frame-stride", min=1,
+                        help="Source frames between clip frames. Sets in one file must share it.")
+
+
+def _labels():
+    return typer.Option(None, "--label", help="Only videos with this manifest label (repeatable).")
+
+
+def _exclude():
+    return typer.Option(None, "--exclude-label", help="Leave out videos with this label (repeatable).")
+
+
+def _split():
+    return typer.Option(None, "--split", help="Only videos of this manifest split (e.g. train).")
+
+
+def _append() -> bool:
+    return typer.Option(False, "--append", help="Add the set(s) to OUT, keeping the sets it has.")
+
+
+def _replace() -> bool:
+    return typer.Option(False, "--replace", help="With --append or merge: a set of the same name is replaced.")
+
+
+def _quiet() -> bool:
+    return typer.Option(False, "-q", "--quiet", help="No messages on stderr.")
+
+
+class ObjectOptions:
+    """The options spatial and spatiotemporal share, validated once."""
+
+    def __init__(self, detections: str, videos: str | None, classes: list[str] | None, labels: list[str] | None,
+                 exclude: list[str] | None, split: str | None, min_conf: float, min_box: float,
+                 max_gap: int, frames: int, size: str, stride: int):
+        self.detections = detections
+        self.catalog = VideoCatalog.open(videos, detections)
+        self.label_filter = LabelFilter(frozenset(labels or ()), frozenset(exclude or ()), split)
+        self.label_filter.check(self.catalog)
+        self.keep = DetectionFilter(frozenset(classes or ()), min_conf, min_box, self.label_filter)
+        self.max_gap = max_gap
+        self.sampling = Sampling(frames, parse_size(size), stride)
+
+    def tracks(self):
+        tracks, _ = load_tracks(self.detections, self.keep, self.catalog, self.max_gap)
+        if not tracks:
+            raise VtcavError(f"{cli.display_name(self.detections)}: no detections of {self.describe()}")
+        return tracks
+
+    def describe(self) -> str:
+        what = f"class {', '.join(sorted(self.keep.classes))}" if self.keep.classes else "any class"
+        flt = self.label_filter
+        if flt.labels:
+            what += f" in videos labelled {', '.join(sorted(flt.labels))}"
+        if flt.exclude:
+            what += f" outside videos labelled {', '.join(sorted(flt.exclude))}"
+        if flt.split:
+            what += f" in split {flt.split}"
+        if self.keep.min_conf > 0 or self.keep.min_box > 0:
+            what += f" with conf >= {self.keep.min_conf} and box >= {self.keep.min_box} px"
+        return what
+
+    def provenance(self, **extra) -> dict:
+        keep, flt = self.keep, self.label_filter
+        return {"detections": self.detections, "videos": self.catalog.source, "classes": sorted(keep.classes),
+                "labels": sorted(flt.labels), "exclude_labels": sorted(flt.exclude), "split": flt.split,
+                "min_conf": keep.min_conf, "min_box": keep.min_box, "max_gap": self.max_gap, **extra}
+
+
+def default_name(kind: str, classes: list[str] | None, labels: list[str] | None, exclude: list[str] | None) -> str:
+    """e.g. ``ball_right_spatiotemporal``, ``ball_not-right_spatial``, ``all_spatial``."""
+    parts = ["+".join(sorted(classes)) if classes else "all"]
+    if labels:
+        parts.append("+".join(sorted(labels)))
+    if exclude:
+        parts.append("not-" + "+".join(sorted(exclude)))
+    return "_".join(parts + [kind])
+
+
+def _write_concept(out: Path, options: ObjectOptions, plans, stats: PlanStats, name: str, kind: str,
+                   geometry: str, description: str, provenance: dict, append: bool, replace: bool,
+                   context: float) -> None:
+    if not plans:
+        raise VtcavError(f"{cli.display_name(options.detections)}: no usable {kind} clips of "
+                         f"{options.describe()} ({stats.too_short} track(s) shorter than {stats.span} frames; "
+                         f"lower --min-track, --frames or --frame-stride)")
+    run = {"command": kind, **provenance}
+    with ClipSetWriter(out, options.sampling, TOOL, run, append=append, replace=replace) as writer:
+        target = writer.add_set(name, kind=kind, role="concept", classes=sorted(options.keep.classes),
+                                labels=sorted(options.label_filter.labels), geometry=geometry,
+                                description=description, provenance=run)
+        render_plans(plans, {name: target}, options.sampling, context,
+                     progress=lambda it, n: cli.progress(it, n, f"{name}"))
+    extra = [f"{stats.tracks} eligible"] if stats.tracks != len(stats.used_tracks) else []
+    if stats.too_short:
+        extra.append(f"{stats.too_short} too short")
+    if stats.stretched:
+        extra.append(f"{stats.stretched} stretched")
+    if stats.dropped_by_max:
+        extra.append(f"{stats.dropped_by_max} clips over --max-clips left out")
+    cli.info(f"{TOOL}: {name}: {len(plans)} clips from {len(stats.videos)} videos, {len(stats.used_tracks)} tracks"
+             f"{' (' + '; '.join(extra) + ')' if extra else ''} -> {out}")
+
+
+# --------------------------------------------------------------------------- commands
+@app.command(epilog="Examples:\n\n"
+             "    vt-concepts spatial gt.jsonl --videos labels.jsonl --class ball --label right -o c.h5\n\n"
+             "    vt-concepts spatial dets.jsonl --videos videos/ --class person --min-conf 0.5 --max-clips 50 "
+             "-o c.h5 --append")
+def spatial(
+    detections: str = typer.Argument(..., help="Detections JSONL, or - for standard input."),
+    out: Path = _out(),
+    videos: Optional[str] = _videos(),
+    classes: Optional[List[str]] = typer.Option(None, "--class", help="Object class name (repeatable)."),
+    labels: Optional[List[str]] = _labels(),
+    exclude: Optional[List[str]] = _exclude(),
+    split: Optional[str] = _split(),
+    min_track: int = typer.Option(1, "--min-track", min=1, help="Shortest track, in frames."),
+    min_box: float = typer.Option(0.0, "--min-box", min=0, help="Smallest box side, in pixels."),
+    min_conf: float = typer.Option(0.0, "--min-conf", min=0, max=1, help="Lowest detection confidence."),
+    max_gap: int = typer.Option(8, "--max-gap", min=0, help="A track lost for more frames is split in two."),
+    per_track: int = typer.Option(1, "--clips-per-track", min=1,
+                                  help="Clips per track, from frames spread along it."),
+    max_clips: Optional[int] = typer.Option(None, "--max-clips", min=1,
+                                            help="At most this many clips (a seeded random subset)."),
+    context: float = typer.Option(DEFAULT_CONTEXT, "--context", min=1.0,
+                                  help="Window side / object side: how much surrounding is kept."),
+    frames: int = _frames(),
+    size: str = _size(),
+    stride: int = _stride(),
+    seed: int = _seed(),
+    name: Optional[str] = typer.Option(None, "--name", help="The set's name (default e.g. ball_right_spatial)."),
+    append: bool = _append(),
+    replace: bool = _replace(),
+    quiet: bool = _quiet(),
+    version: bool = cli.version_option(),
+) -> None:
+    """**Static** concept clips: one frame's crop of an object (a square window with context,
+    clipped to the frame, resized to H x W), repeated over the T frames."""
+    cli.set_quiet(quiet)
+    options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
+                            frames, size, stride)
+    name = name or default_name("spatial", classes, labels, exclude)
+    clipsets.check_set_name(name)
+    plans, stats = plan_spatial(options.tracks(), name, options.sampling, per_track, min_track)
+    plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
+    provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
+                                    max_clips=max_clips, context=context, geometry="static")
+    _write_concept(out, options, plans, stats, name, "spatial", "static",
+                   f"static crops of {options.describe()}", provenance, append, replace, context)
+
+
+@app.command(epilog="Examples:\n\n"
+             "    vt-concepts spatiotemporal gt.jsonl --videos labels.jsonl --class ball --label right -o c.h5\n\n"
+             "    cat dets.jsonl | vt-concepts spatiotemporal - --videos labels.jsonl --class ball "
+             "--geometry follow --name ball_follow -o c.h5 --append\n\n"
+             "    vt-concepts spatiotemporal dets.jsonl --videos labels.jsonl --class racket --frames 16 "
+             "--frame-stride 2 --size 112 -o tennis.h5")
+def spatiotemporal(
+    detections: str = typer.Argument(..., help="Detections JSONL, or - for standard input."),
+    out: Path = _out(),
+    videos: Optional[str] = _videos(),
+    classes: Optional[List[str]] = typer.Option(None, "--class", help="Object class name (repeatable)."),
+    labels: Optional[List[str]] = _labels(),
+    exclude: Optional[List[str]] = _exclude(),
+    split: Optional[str] = _split(),
+    geometry: str = typer.Option("window", "--geometry",
+                                 help="`window`: a fixed window around the union of the object's boxes over "
+                                      "the clip, so the object moves inside it (keeps the motion). `follow`: "
+                                      "the window follows the box, so the object stays put and the background "
+                                      "slides the other way (destroys or inverts the motion cue)."),
+    min_track: Optional[int] = typer.Option(None, "--min-track", min=1,
+                                            help="Shortest track, in frames (default: the clip's span, "
+                                                 "(T-1) x stride + 1; shorter tracks are stretched)."),
+    min_box: float = typer.Option(0.0, "--min-box", min=0, help="Smallest box side, in pixels."),
+    min_conf: float = typer.Option(0.0, "--min-conf", min=0, max=1, help="Lowest detection confidence."),
+    max_gap: int = typer.Option(8, "--max-gap", min=0,
+                                help="Gaps up to this many frames are filled by linear interpolation; "
+                                     "a longer gap splits the track."),
+    per_track: int = typer.Option(1, "--clips-per-track", min=1,
+                                  help="Clips per track, with start frames spread along it."),
+    max_clips: Optional[int] = typer.Option(None, "--max-clips", min=1,
+                                            help="At most this many clips (a seeded random subset)."),
+    context: float = typer.Option(DEFAULT_CONTEXT, "--context", min=1.0,
+                                  help="Window side / object (or union) side: how much surrounding is kept."),
+    frames: int = _frames(),
+    size: str = _size(),
+    stride: int = _stride(),
+    seed: int = _seed(),
+    name: Optional[str] = typer.Option(None, "--name",
+                                       help="The set's name (default e.g. ball_right_spatiotemporal)."),
+    append: bool = _append(),
+    replace: bool = _replace(),
+    quiet: bool = _quiet(),
+    version: bool = cli.version_option(),
+) -> None:
+    """**Dynamic** concept clips: the same object along its track over T frames, `--frame-stride`
+    apart. Use the default `--geometry window` for motion concepts: with `follow` the crop moves
+    with the object, which then looks static while the background slides the opposite way."""
+    cli.set_quiet(quiet)
+    if geometry not in ("window", "follow"):
+        raise UsageError(f"--geometry must be window or follow, got '{geometry}'")
+    options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
+                            frames, size, stride)
+    name = name or default_name("spatiotemporal", classes, labels, exclude)
+    clipsets.check_set_name(name)
+    plans, stats = plan_spatiotemporal(options.tracks(), name, options.sampling, geometry, per_track, min_track)
+    plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
+    provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
+                                    max_clips=max_clips, context=context, geometry=geometry)
+    _write_concept(out, options, plans, stats, name, "spatiotemporal", geometry,
+                   f"{options.describe()} along its track ({geometry} geometry)", provenance,
+                   append, replace, context)
+
+
+@app.command(epilog="Examples:\n\n"
+             "    vt-concepts random --videos labels.jsonl --exclude-label right --sets 10 --clips-per-set 50 "
+             "-o c.h5 --append\n\n"
+             "    vt-concepts random --videos other_videos/ --prefix rand -o random.h5")
+def random(
+    out: Path = _out(),
+    videos: str = _videos(required=True),
+    labels: Optional[List[str]] = _labels(),
+    exclude: Optional[List[str]] = _exclude(),
+    split: Optional[str] = _split(),
+    sets: int = typer.Option(10, "--sets", "-R", min=1, help="How many random sets (R)."),
+    per_set: int = typer.Option(50, "--clips-per-set", min=1, help="Clips in each random set."),
+    min_window: float = typer.Option(RANDOM_MIN_FRACTION, "--min-window", min=0.05, max=1.0,
+                                     help="Smallest window side, as a fraction of the frame's shorter side."),
+    frames: int = _frames(),
+    size: str = _size(),
+    stride: int = _stride(),
+    seed: int = _seed(),
+    prefix: str = typer.Option("random", "--prefix", help="Set names are PREFIX_00, PREFIX_01, ..."),
+    append: bool = _append(),
+    replace: bool = _replace(),
+    quiet: bool = _quiet(),
+    version: bool = cli.version_option(),
+) -> None:
+    """**Random** sets: R independent sets of clips, each a random window (random size and position)
+    at a random start frame of a random video (optionally only videos of some labels, or not of
+    the target's, e.g. `--exclude-label right`). No clip is drawn twice. Use the same `--frames`,
+    `--size` and `--frame-stride` as the concepts they are tested against."""
+    cli.set_quiet(quiet)
+    catalog = VideoCatalog.open(videos)
+    label_filter = LabelFilter(frozenset(labels or ()), frozenset(exclude or ()), split)
+    label_filter.check(catalog)
+    entries = [e for e in sorted(catalog.entries.values(), key=lambda e: e.video_id)
+               if label_filter.allows(catalog, e.video_id)]
+    if not entries:
+        raise VtcavError(f"{videos}: no videos left after the label filter")
+    sampling = Sampling(frames, parse_size(size), stride)
+    names = [f"{prefix}_{i:02d}" for i in range(sets)]
+    for set_name in names:
+        clipsets.check_set_name(set_name)
+    draw = RandomDraw(sets, per_set, min_window)
+    plans = plan_random(entries, names, sampling, draw, np.random.default_rng(seed))
+    pool_labels = sorted({e.label for e in entries if e.label is not None})
+    run = {"command": "random", "videos": videos, "seed": seed, "labels": sorted(label_filter.labels),
+           "exclude_labels": sorted(label_filter.exclude), "split": split, "sets": sets,
+           "clips_per_set": per_set, "min_window": min_window}
+    source = (f"videos labelled {', '.join(pool_labels)}" if pool_labels else f"videos in {videos}")
+    with ClipSetWriter(out, sampling, TOOL, run, append=append, replace=replace) as writer:
+        targets = {set_name: writer.add_set(set_name, kind="random", role="random", classes=[],
+                                            labels=pool_labels, geometry="random",
+                                            description=f"random windows from {source}",
+                                            provenance={**run, "set_index": i})
+                   for i, set_name in enumerate(names)}
+        render_plans(plans, targets, sampling, progress=lambda it, n: cli.progress(it, n, "random"))
+    used = {p.video_id for p in plans}
+    cli.info(f"{TOOL}: {sets} random sets x {per_set} clips from {len(used)} of {len(entries)} {source} -> {out}")
+
+
+@app.command(epilog="Example:\n\n    vt-concepts merge ball.h5 square.h5 random.h5 -o concepts.h5")
+def merge(
+    inputs: List[Path] = typer.Argument(..., help="Clip-set files to combine (same sampling)."),
+    out: Path = _out(),
+    replace: bool = _replace(),
+    quiet: bool = _quiet(),
+    version: bool = cli.version_option(),
+) -> None:
+    """Combine the sets of several clip-set files into one. Files with different T, H x W or
+    frame stride are refused; a set name found twice is refused unless `--replace`."""
+    cli.set_quiet(quiet)
+    names = clipsets.merge_files(inputs, out, TOOL, replace=replace)
+    cli.info(f"{TOOL}: merged {len(names)} sets from {len(inputs)} files -> {out}")
+
+
+@app.command(name="list", epilog="Example:\n\n    vt-concepts list concepts.h5 | jq -r .name")
+def list_(
+    path: Path = typer.Argument(..., help="A clip-set HDF5 file."),
+    version: bool = cli.version_option(),
+) -> None:
+    """The sets of a clip-set file, one JSON record a line on stdout (name, kind, role, n, T, H, W, ...)."""
+    for info in clipsets.list_sets(path):
+        sys.stdout.write(json.dumps(info.to_record(), separators=(",", ":")) + "\n")
+
+
+main = cli.entry(app, TOOL)
