@@ -18,7 +18,7 @@ PIP=("$PYTHON" -m pip install --disable-pip-version-check --quiet)
 
 torch_before="$("$PYTHON" -c 'import torch; print(torch.__version__)')"
 
-"${PIP[@]}" "mmengine==0.10.7" "mmcv-lite==2.1.0" "importlib_metadata" "einops" "torch==${torch_before}"
+"${PIP[@]}" "mmengine==0.10.7" "mmcv-lite==2.1.0" "importlib_metadata" "einops"
 "${PIP[@]}" --no-deps "mmaction2==1.2.0"
 
 torch_after="$("$PYTHON" -c 'import torch; print(torch.__version__)')"

@@ -142,6 +142,35 @@ def test_activations_and_gradients_of_two_layers_from_one_pass(swin_checkpoint):
     torch.testing.assert_close(grads["backbone"], expected)
 
 
+def test_declared_swin_layouts_match_the_real_outputs(swin_checkpoint):
+    """Every layer that SWIN_LAYOUTS covers has the rank and channel width its layout says."""
+    module = swin_checkpoint[1]
+    widths = {96, 192, 384, 768, 3 * 96, 3 * 192, 3 * 384, 3 * 768, 4 * 96, 4 * 192, 4 * 384, 4 * 768}
+    shapes = {}
+
+    def record(name):
+        def hook(_module, _inputs, output):
+            shapes.setdefault(name, tuple(output.shape))
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in module.named_modules() if name]
+    with torch.no_grad():
+        module(random_clip(1))
+    for hook in hooks:
+        hook.remove()
+    checked = 0
+    for name, shape in shapes.items():
+        layout = mm.activation_layout(name)
+        if layout in ("NCTHW", "NTHWC", "NLC") and "softmax" not in name and "attn_drop" not in name:
+            assert len(shape) == len(layout), (name, shape, layout)
+            assert shape[layout.index("C")] in widths, (name, shape, layout)
+            checked += 1
+    assert checked > 150
+    assert mm.activation_layout("backbone.layers.1.blocks.1") == "NTHWC"
+    assert mm.activation_layout("backbone.layers.1.blocks.1.attn.qkv") == "NLC"
+    assert mm.activation_layout("backbone.patch_embed") == "NCTHW"
+
+
 def test_checkpoint_with_another_number_of_classes_is_refused_naming_the_file(tmp_path):
     config = swin_variant_config(tmp_path, "swin_tiny_10", num_classes=10)
     ten = mm.build_classifier(mm.read_config(config), config)
@@ -183,3 +212,12 @@ def test_pickled_objects_need_trust(tmp_path, swin_checkpoint):
 def test_missing_checkpoint_file_is_an_error(tmp_path):
     with pytest.raises(VtcavError, match=r"nowhere\.pth: checkpoint not found"):
         mm.load_mmaction(SWIN_T, str(tmp_path / "nowhere.pth"))
+
+
+def test_normalisation_overrides_and_provenance(swin_checkpoint):
+    model = mm.load_mmaction(SWIN_T, str(swin_checkpoint[0]), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert model.input_spec.mean == (0.5, 0.5, 0.5) and model.input_spec.std == (0.25, 0.25, 0.25)
+    assert model.provenance["input"] == model.input_spec.to_dict()
+    assert model.provenance["activation_layouts"]["backbone.layers.*"] == "NTHWC"
+    with pytest.raises(UsageError, match="--std needs three numbers"):
+        mm.load_mmaction(SWIN_T, str(swin_checkpoint[0]), std=(0.2, 0.2))

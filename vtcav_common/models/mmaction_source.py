@@ -16,9 +16,11 @@ names (``backbone.layers.0.blocks.1``, ``cls_head.fc_cls``), so a checkpoint's k
 and the names a user reads in mmaction's code are the names vtcav records.
 
 Video Swin's activation layouts (see :func:`activation_layout`): ``backbone.patch_embed``
-and ``backbone`` give ``N x C x T x H x W``; every module inside ``backbone.layers.*``
-(blocks, their attention/MLP, the patch-merging ``downsample``) and the ``backbone.normI``
-layers give channels-last ``N x T x H x W x C``; ``cls_head`` gives ``N x K``.
+and ``backbone`` give ``N x C x T x H x W``; the stages ``backbone.layers.I``, their blocks
+(``.blocks.J``, with their norms and MLPs), the patch-merging ``.downsample`` and the
+``backbone.normI`` layers give channels-last ``N x T x H x W x C``; window attention
+(``.blocks.J.attn*``) works on flattened windows, ``(N * windows) x tokens x C``;
+``cls_head`` gives ``N x K``. The table is recorded as ``provenance["activation_layouts"]``.
 
 Nothing is downloaded: pretrained-backbone URLs in configs are switched off, weights come
 only from the checkpoint file, and it is read with ``torch.load(weights_only=True)`` unless
@@ -29,6 +31,7 @@ read: use configs you trust (the packaged ones, or your own).
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import functools
 import hashlib
 import importlib.util
@@ -36,18 +39,21 @@ import json
 import sys
 import types
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..cli import warn
 from ..errors import UsageError, VtcavError
 from .base import InputSpec, LoadedModel, file_sha256
 
 EXTRA_MISSING = "mmaction2 extra not installed (run shell/install_mmaction.sh or pip install 'vtcav[mmaction]')"
 
 # Config fallbacks when a pipeline does not say (mmaction's own Kinetics defaults).
+SHORT_NAME_LIST = 32        # class names are copied into the provenance up to this many
 DEFAULT_FRAMES = 32
 DEFAULT_SIZE = 224
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -202,6 +208,17 @@ def input_spec_from_config(cfg) -> tuple[InputSpec, dict]:
     return spec, sampling
 
 
+def with_normalisation(spec: InputSpec, mean: Sequence[float] | None, std: Sequence[float] | None) -> InputSpec:
+    """``spec`` with the caller's mean/std (three numbers each, [0, 1] units) where given."""
+    values = {}
+    for key, given in (("mean", mean), ("std", std)):
+        if given is not None:
+            if len(given) != 3:
+                raise UsageError(f"--{key} needs three numbers (R,G,B in [0, 1] units), got {len(given)}")
+            values[key] = tuple(float(v) for v in given)
+    return replace(spec, **values) if values else spec
+
+
 # ----------------------------------------------------------------------------- module
 
 class MMActionClassifier(nn.Module):
@@ -248,25 +265,36 @@ def build_classifier(cfg, config_path: Path) -> MMActionClassifier:
     return MMActionClassifier(recognizer).eval()
 
 
-SWIN_LAYOUTS = {"backbone": "NCTHW", "backbone.patch_embed": "NCTHW", "backbone.layers.*": "NTHWC",
-                "backbone.norm*": "NTHWC", "cls_head": "NK"}
+# Output layouts of Video Swin's layers, as shell-style patterns tried in order (the
+# ``activation_layouts`` provenance convention of vtcav_common.models.layers). Swin's stages
+# run channels-last; window attention sees (N * windows) x tokens x C; the patch embedding's
+# LayerNorm runs on N x tokens x C before being reshaped back to channels-first.
+SWIN_LAYOUTS = {
+    "backbone": "NCTHW",
+    "backbone.patch_embed": "NCTHW",
+    "backbone.patch_embed.proj": "NCTHW",
+    "backbone.patch_embed.norm": "NLC",
+    "backbone.pos_drop": "NCTHW",
+    "backbone.layers.*.attn*": "NLC",
+    "backbone.layers.*": "NTHWC",
+    "backbone.norm*": "NTHWC",
+    "cls_head": "NK",
+    "cls_head.fc_cls": "NK",
+}
 
 
 def activation_layout(layer_name: str, backbone_type: str = "SwinTransformer3D") -> str:
-    """The layout of a layer's output in the wrapper: "NCTHW", channels-last "NTHWC" or "NK".
+    """The layout of a layer's output in the wrapper: "NCTHW", channels-last "NTHWC", "NLC", "NK".
 
-    Video Swin runs its stages channels-last (see the module docstring); the 3D CNN
-    backbones (ResNet3d, X3D, SlowFast pathways) are "NCTHW" up to the head. Inner
-    modules of the head (dropout, pooling) are "unknown".
+    Video Swin's come from :data:`SWIN_LAYOUTS`; the 3D CNN backbones (ResNet3d, X3D,
+    SlowFast pathways) are "NCTHW" up to the head. "unknown" where no rule says.
     """
     if layer_name in ("cls_head", "cls_head.fc_cls"):
         return "NK"
-    if layer_name.startswith("cls_head."):
-        return "unknown"
-    if backbone_type == "SwinTransformer3D" and (
-            layer_name.startswith("backbone.layers.") or layer_name.startswith("backbone.norm")):
-        return "NTHWC"
-    return "NCTHW"
+    if backbone_type == "SwinTransformer3D":
+        return next((layout for pattern, layout in SWIN_LAYOUTS.items()
+                     if fnmatch.fnmatchcase(layer_name, pattern)), "unknown")
+    return "NCTHW" if layer_name.startswith("backbone") else "unknown"
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -368,10 +396,7 @@ def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trus
     config_path = resolve_config(config)
     cfg = read_config(config_path)
     spec, sampling = input_spec_from_config(cfg)
-    spec = spec.with_overrides(frames=frames, size=size)
-    if mean is not None or std is not None:
-        spec = InputSpec(frames=spec.frames, size=spec.size, mean=tuple(mean or spec.mean),
-                         std=tuple(std or spec.std), layout=spec.layout, channel_order=spec.channel_order)
+    spec = with_normalisation(spec.with_overrides(frames=frames, size=size), mean, std)
 
     module = build_classifier(cfg, config_path)
     meta: dict = {}
@@ -380,6 +405,9 @@ def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trus
         state, meta = read_state_dict(weights_path, trust_checkpoint)
         check_fits(state, module, weights_path, config_path)
         module.load_state_dict(state, strict=True)
+    else:
+        warn(f"mmaction:{config} without a checkpoint: random weights (good for listing layers, "
+             "not for explanations)")
 
     num_classes = int(module.cls_head.num_classes)
     backbone_type = cfg.model.backbone.get("type", "?")
@@ -394,10 +422,20 @@ def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trus
         "weights": weights_path.name if weights_path else None,
         "weights_sha256": file_sha256(weights_path) if weights_path else None,
         "num_classes": num_classes,
+        "class_names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+        "input": spec.to_dict(),
         "mmaction_version": import_mmaction().__version__,
         "sampling": sampling,
     }
     if backbone_type == "SwinTransformer3D":
-        provenance["activation_layouts"] = SWIN_LAYOUTS
-    return LoadedModel(module=module.to(device).eval(), input_spec=spec, class_names=names,
+        provenance["activation_layouts"] = dict(SWIN_LAYOUTS)
+    if len(names) <= SHORT_NAME_LIST:
+        provenance["class_names"] = names
+    return LoadedModel(module=module.to(_device(device)).eval(), input_spec=spec, class_names=names,
                        provenance=provenance)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
