@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -18,6 +19,11 @@ from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, Detecti
 from vtcav_common.errors import UsageError, VtcavError
 
 TOOL = "vt-concepts"
+
+# FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error
+# convention, and the error raised for a bad video already names the file.
+# Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 app = cli.make_app(
     TOOL,

@@ -167,7 +167,7 @@ class Track:
     """One object's boxes in one video, for every frame from ``frames[0]`` to ``frames[-1]``."""
 
     video_id: str
-    video: str          # the record's video path
+    video: str          # the video file to read (resolved through the catalog)
     track_id: int       # -1: a detection without a tracker
     class_name: str
     frames: np.ndarray  # int, consecutive
@@ -199,7 +199,8 @@ def load_tracks(detections: str, keep: DetectionFilter, catalog: VideoCatalog,
             continue
         if not keep.videos.allows(catalog, det.video_id):
             continue
-        videos.setdefault(det.video_id, det.video)
+        if det.video_id not in videos:
+            videos[det.video_id] = catalog.path_for(det.video_id, det.video)
         if det.track_id is None:
             untracked += 1  # each untracked detection stands alone
             key = (det.video_id, -1, untracked)
