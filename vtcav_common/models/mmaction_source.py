@@ -52,8 +52,9 @@ from .base import InputSpec, LoadedModel, file_sha256
 
 EXTRA_MISSING = "mmaction2 extra not installed (run shell/install_mmaction.sh or pip install 'vtcav[mmaction]')"
 
-# Config fallbacks when a pipeline does not say (mmaction's own Kinetics defaults).
 SHORT_NAME_LIST = 32        # class names are copied into the provenance up to this many
+
+# Config fallbacks when a pipeline does not say (mmaction's own Kinetics defaults).
 DEFAULT_FRAMES = 32
 DEFAULT_SIZE = 224
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -99,14 +100,14 @@ def import_mmaction():
     """Import mmaction2 with its models registered; a clear error when the extra is absent."""
     try:
         import mmaction  # noqa: F401
-    except ImportError as exc:
+        _stand_in_for_missing_drn()
+        with warnings.catch_warnings():
+            # mmcv-lite lacks the compiled ops; mmcv says so at import. vtcav does not use them.
+            warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
+            from mmaction.utils import register_all_modules
+            register_all_modules(init_default_scope=True)
+    except ImportError as exc:                   # mmaction2 or one of its own imports is missing
         raise VtcavError(f"{EXTRA_MISSING}: {exc}") from None
-    _stand_in_for_missing_drn()
-    with warnings.catch_warnings():
-        # mmcv-lite lacks the compiled ops; mmcv says so at import. vtcav does not use them.
-        warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
-        from mmaction.utils import register_all_modules
-        register_all_modules(init_default_scope=True)
     return mmaction
 
 
@@ -127,7 +128,10 @@ def resolve_config(config: str) -> Path:
     relative = config if config.endswith(".py") else config + ".py"
     if (root / relative).is_file():
         return root / relative
-    by_name = sorted(root.rglob(Path(relative).name))
+    if Path(relative).name != relative:         # a path that is not there: no guessing by name
+        by_name = []
+    else:
+        by_name = sorted(root.rglob(relative))
     if len(by_name) == 1:
         return by_name[0]
     if len(by_name) > 1:
