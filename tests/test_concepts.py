@@ -246,7 +246,8 @@ def _detections_for(tiny_world: Path, video_path: str, path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing", "unparsable", "no-match", "unknown-class", "unknown-label",
-                                  "missing-video", "corrupt-video", "duplicate-name", "other-sampling"])
+                                  "untracked", "missing-video", "corrupt-video", "duplicate-name",
+                                  "other-sampling"])
 def test_bad_input_fails_cleanly(case, tiny_world, tmp_path, existing):
     gt, labels = tiny_world / "gt.jsonl", tiny_world / "labels.jsonl"
     before = existing.read_bytes()
@@ -265,6 +266,10 @@ def test_bad_input_fails_cleanly(case, tiny_world, tmp_path, existing):
     elif case == "unknown-label":
         args, code, message = (["spatial", gt, "--videos", labels, "--label", "sideways"], 2,
                                 "unknown label(s) sideways")
+    elif case == "untracked":
+        broken.write_text("".join(json.dumps({**json.loads(line), "track_id": None}) + "\n"
+                                  for line in gt.read_text().splitlines()[:200]))
+        args, code, message = ["spatiotemporal", broken], 1, "have no track ids"
     elif case == "missing-video":
         gone = tmp_path / "gone.mp4"
         args, code, message = ["spatial", _detections_for(tiny_world, str(gone), broken)], 1, f"{gone}: no such file"

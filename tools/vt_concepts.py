@@ -272,7 +272,11 @@ def spatiotemporal(
                             frames, size, stride)
     name = name or default_name("spatiotemporal", classes, labels, exclude)
     clipsets.check_set_name(name)
-    plans, stats = plan_spatiotemporal(options.tracks(), name, options.sampling, geometry, per_track, min_track)
+    tracks = options.tracks()
+    if all(track.track_id < 0 for track in tracks):
+        raise VtcavError(f"{cli.display_name(detections)}: the detections of {options.describe()} have no "
+                         f"track ids, and spatiotemporal clips follow tracks (run vt-detect with a tracker)")
+    plans, stats = plan_spatiotemporal(tracks, name, options.sampling, geometry, per_track, min_track)
     plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
     provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
                                     max_clips=max_clips, context=context, geometry=geometry)

@@ -183,6 +183,7 @@ class SetAppender:
         t, (h, w) = sampling.frames, sampling.size
         self.name = group.name.rsplit("/", 1)[-1]
         self.sampling = sampling
+        self.group = group  # writers of a kind's extra per-clip datasets (e.g. supervoxel masks) add them here
         self._clips = h5io.dataset(group, "clips", shape=(0, t, h, w, 3), maxshape=(None, t, h, w, 3),
                                    chunks=(1, t, h, w, 3), dtype=np.uint8, compression="gzip",
                                    compression_opts=4)
@@ -256,7 +257,7 @@ class ClipSetWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".staging.h5", dir=self.out.parent)
         os.close(fd)
         self._staging_path = Path(tmp)
-        self._staging = h5py.File(tmp, "w", track_order=True)
+        self._staging = h5py.File(tmp, "w", track_order=True, rdcc_nbytes=0)  # whole chunks: no cache needed
         self._staging.create_group(ROOT, track_order=True)
         return self
 

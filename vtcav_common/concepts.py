@@ -317,7 +317,8 @@ def limit(plans: list[ClipPlan], max_clips: int | None, rng: np.random.Generator
         stats.dropped_by_max += len(plans) - max_clips
         plans = [plans[i] for i in keep]
     stats.videos = {p.video_id for p in plans}
-    stats.used_tracks = {(p.video_id, p.track_id) for p in plans}
+    # an untracked detection (track -1) counts as a track of its own
+    stats.used_tracks = {(p.video_id, p.track_id if p.track_id >= 0 else -1 - int(p.frames[0])) for p in plans}
     return plans
 
 
@@ -443,6 +444,7 @@ def render_plans(plans: list[ClipPlan], sets: dict[str, SetAppender], sampling: 
                  progress: Callable[[Iterable, int], Iterable] = lambda it, n: it) -> None:
     """Decode each video once, cut its clips, and append them to their sets in batches."""
     buffers: dict[str, list] = {name: [] for name in sets}
+    held = 0  # clips buffered over all sets: the bound on memory, however many sets
     groups = list(by_video(plans))
     for path, video_plans in progress(groups, len(groups)):
         wanted = sorted({int(i) for plan in video_plans for i in plan.frames})
@@ -450,9 +452,15 @@ def render_plans(plans: list[ClipPlan], sets: dict[str, SetAppender], sampling: 
         for plan in video_plans:
             clip, windows = cut_clip(frames, plan, sampling, context)
             buffers[plan.set_name].append((clip, plan.video_id, plan.frames, plan.track_id, windows))
-            if len(buffers[plan.set_name]) >= FLUSH_EVERY:
-                _flush(sets[plan.set_name], buffers[plan.set_name])
+            held += 1
+            if held >= FLUSH_EVERY:
+                _flush_all(sets, buffers)
+                held = 0
         del frames
+    _flush_all(sets, buffers)
+
+
+def _flush_all(sets: dict[str, SetAppender], buffers: dict[str, list]) -> None:
     for name, buffer in buffers.items():
         _flush(sets[name], buffer)
 
