@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -187,7 +187,8 @@ def load_tracks(detections: str, keep: DetectionFilter, catalog: VideoCatalog,
     held in memory.  A class name the file does not have is a usage error.
     """
     class_counts: dict[str, int] = defaultdict(int)
-    points: dict[tuple[str, int, int], dict[int, tuple[float, tuple]]] = defaultdict(dict)
+    # (video, track, n) -> frame -> (conf, box, class name); n numbers untracked detections
+    points: dict[tuple[str, int, int], dict[int, tuple]] = defaultdict(dict)
     videos: dict[str, str] = {}
     untracked = 0
     for det in records.read_detections(detections):
@@ -229,7 +230,7 @@ def _segments(video_id: str, video_path: str, track_id: int, by_frame: dict, max
         seg_frames, seg_boxes = frames[part], boxes[part]
         every = np.arange(seg_frames[0], seg_frames[-1] + 1)
         filled = np.stack([np.interp(every, seg_frames, seg_boxes[:, k]) for k in range(4)], axis=1)
-        majority = max(set(names[i] for i in part), key=lambda n: sum(names[i] == n for i in part))
+        majority = Counter(names[i] for i in part).most_common(1)[0][0]  # detectors may flip a class
         yield Track(video_id, video_path, track_id, majority, every, filled)
 
 
