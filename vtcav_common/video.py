@@ -6,10 +6,13 @@ Frames are uint8 RGB arrays of shape ``H x W x 3``; a whole video is ``T x H x W
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Iterator
 
-import cv2
+# FFmpeg would print its own lines for a corrupt file before our one-line error.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+import cv2  # noqa: E402
 import numpy as np
 
 from .cli import atomic_path
