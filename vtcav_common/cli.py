@@ -46,7 +46,26 @@ def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typ
         def _group(version: bool = typer.Option(False, "--version", callback=_version_callback,
                                                 is_eager=True, help="Print the version and exit.")):
             pass
+    else:
+        _give_command_the_app_help(app, help, epilog)
     return app
+
+
+def _give_command_the_app_help(app: typer.Typer, help: str, epilog: str) -> None:
+    """A single-command typer app shows its command's help, not the app's: lend the
+    command the app's text and examples unless it brings its own."""
+    command = app.command
+
+    def command_with_app_help(*args, **kwargs):
+        def register(function):
+            if kwargs.get("help") is None and not function.__doc__:
+                kwargs["help"] = help
+            if kwargs.get("epilog") is None and epilog:
+                kwargs["epilog"] = epilog
+            return command(*args, **kwargs)(function)
+        return register
+
+    app.command = command_with_app_help
 
 
 def _version_callback(value: bool) -> None:
