@@ -1,0 +1,140 @@
+"""vt-explain: relevance maps of a video model (Grad-CAM, gradients) and their motion-selective part."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vtcav_common import cli
+from vtcav_common.models import load_model
+from vtcav_common.overlay import FORMATS
+from vtcav_common.relevance import METHODS, ExplainOptions, explain_videos, gather_videos
+
+# FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error; the
+# error raised for a bad video already names the file. Set OPENCV_FFMPEG_LOGLEVEL to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+app = cli.make_app(
+    "vt-explain",
+    help="Explain a video classifier's decision with **relevance maps over T x H x W**: Grad-CAM at a "
+         "layer (`--method gradcam --layer NAME`), plain input gradients (`gradient`) or gradient x input "
+         "(`gradxinput`), at the model's own input sampling. `--selective SIGMA` adds the "
+         "**selective-relevance** map (Hiley et al. 2020): the relevance kept only where a 3x3x3 temporal "
+         "Sobel filter of the map exceeds SIGMA standard deviations, i.e. the relevance that changes with "
+         "motion. Prints one JSON record per video (target, prediction, and the **share of relevance on "
+         "moving pixels** for the plain and the selective map), writes the maps to `-o maps.h5` and "
+         "pictures (PNG strip + overlay GIF/mp4) to `--pictures DIR`. See docs/explain.md.",
+    epilog="Examples:\n\n"
+           "    vt-explain world/labels.jsonl --split test --label right --weights weights/classifier.pt "
+           "--layer block3 --selective 1 -o maps.h5 --pictures pics/\n\n"
+           "    vt-explain clip.mp4 --model r3d_18 --weights r3d_18.pth --target 'playing tennis' "
+           "--layer layer4 --pictures pics/ > records.jsonl\n\n"
+           "    vt-explain world/labels.jsonl --split test --weights weights/classifier.pt --method gradient "
+           "--selective 1 --gt world/gt.jsonl | jq .motion_share\n\n"
+           "    vt-explain clip.mp4 --model mvit_v2_s --weights mvit.pth --layer blocks.15 --selective 2\n\n"
+           "Models as for vt-embed: a torchvision video architecture with a local state dict, "
+           "`package.module:factory`, a TorchScript/.pt2 file, `mmaction:CONFIG`; see docs/models.md.",
+)
+
+
+def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise cli.UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
+    if len(values) != 3:
+        raise cli.UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
+    return values
+
+
+def _grid(text: Optional[str]) -> Optional[tuple[int, int, int]]:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise cli.UsageError(f"--grid takes three positive integers T,H,W (tokens per axis), got '{text}'")
+    return values
+
+
+@app.command()
+def main_command(
+    inputs: List[str] = typer.Argument(..., help="Video files, folders of videos, or labels manifests "
+                                                 "(.jsonl, '-' for stdin)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Relevance HDF5 to write (maps per video)."),
+    pictures: Optional[Path] = typer.Option(None, "--pictures", help="Folder for <video_id>.png strips and "
+                                                                     "overlay videos."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Architecture name, package.module:factory, TorchScript/.pt2 file, "
+                                             "or mmaction:CONFIG (may be left out when the weights' sidecar "
+                                             "names it)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint (state dict)."),
+    method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {', '.join(METHODS)}."),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l",
+                                        help="Grad-CAM layer (default: the deepest usual layer with a "
+                                             "C x T x H x W output; see vt-embed --list-layers)."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Token layers: their T,H,W grid (when the block "
+                                                            "does not return it)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Class (name or index) to explain; default: each video's "
+                                              "predicted class."),
+    selective: Optional[float] = typer.Option(None, "--selective", metavar="SIGMA",
+                                              help="Also the selective map: keep relevance where the temporal "
+                                                   "Sobel derivative exceeds SIGMA standard deviations."),
+    motion_threshold: float = typer.Option(25.0, "--motion-threshold", min=0,
+                                           help="Moving pixels: change to the previous or next frame above "
+                                                "this many grey levels (largest over R, G, B)."),
+    gt: Optional[str] = typer.Option(None, "--gt", help="Moving pixels from the boxes of records with "
+                                                        "'moving: true' in this JSONL (e.g. vt-synth's "
+                                                        "gt.jsonl) instead of frame differences."),
+    labels: List[str] = typer.Option([], "--label", help="Manifest: only videos with this label (repeatable)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Manifest: only videos of this split."),
+    picture_format: str = typer.Option("gif", "--picture-format", help=f"Overlay video: {' or '.join(FORMATS)}."),
+    strip_frames: int = typer.Option(8, "--strip-frames", min=1, help="Frames in each PNG strip."),
+    picture_scale: int = typer.Option(0, "--picture-scale", min=0,
+                                      help="Enlarge pictures by this integer factor (0: automatic, so small "
+                                           "frames are at least 128 pixels)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
+    size: Optional[int] = typer.Option(None, "--size", min=1, help="Override the model's frame size (square)."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Override normalisation mean: R,G,B in [0, 1]."),
+    std: Optional[str] = typer.Option(None, "--std", help="Override normalisation std: R,G,B in [0, 1]."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
+                                          help="Allow checkpoints that need arbitrary pickle (can run code)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
+) -> None:
+    cli.set_quiet(quiet)
+    if method not in METHODS:
+        raise cli.UsageError(f"--method takes {', '.join(METHODS)}, got '{method}'")
+    if picture_format not in FORMATS:
+        raise cli.UsageError(f"--picture-format takes {' or '.join(FORMATS)}, got '{picture_format}'")
+    if gt is not None and not Path(gt).is_file():
+        raise cli.UsageError(f"--gt {gt}: no such file")
+    options = ExplainOptions(method=method, layer=layer, grid=_grid(grid), target=target, sigma=selective,
+                             motion_threshold=motion_threshold, gt=gt,
+                             pictures=str(pictures) if pictures else None, picture_format=picture_format,
+                             strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
+    videos = gather_videos(inputs, labels, split)
+    loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
+                        trust_checkpoint=trust_checkpoint, frames=frames, size=size,
+                        mean=_floats(mean, "--mean"), std=_floats(std, "--std"), device=device)
+    with cli.open_text_output(cli.STDIO) as records:
+        summary = explain_videos(loaded, videos, output, options, records)
+    shares = summary["mean_share"]
+    figures = ", ".join(f"{kind} {value:.3f}" for kind, value in shares.items() if value is not None)
+    cli.info(f"vt-explain: {summary['videos']} videos, {method}"
+             f"{' at ' + summary['layer'] if summary['layer'] else ''}; mean share of relevance on moving "
+             f"pixels: {figures or 'n/a'}{' -> ' + str(output) if output else ''}")
+
+
+main = cli.entry(app, "vt-explain")

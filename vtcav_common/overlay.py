@@ -1,0 +1,172 @@
+"""Pictures of relevance maps: heat maps over the video's frames, as a PNG strip and a video.
+
+Maps are computed at the model's input grid; here each map frame is resized
+(bilinear) to the source video's frame size and laid over the source frame it was
+sampled from. Colours: OpenCV's JET colour map, blended in proportion to the relevance
+(no relevance shows the bare frame). One scale per video is used for the plain and
+the selective rows, so the selective row shows exactly which part of the plain map
+survived the filter; the scale is the plain map's 99.5th percentile (heat above it
+saturates), so spiky gradient maps stay visible.
+
+- ``<video_id>.png``: a strip of ``n`` frames spread over the clip, the plain map on
+  the first row, the selective map on the next when there is one;
+- ``<video_id>.gif`` (or ``.mp4``): every source frame with the map of its nearest
+  sampled frame, plain and selective side by side. GIFs are built in memory (short
+  clips); mp4 streams frame by frame.
+
+Files are written atomically and without timestamps: the same maps give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .cli import atomic_path
+from .errors import UsageError, VtcavError
+
+FORMATS = ("gif", "mp4")
+GAP = 2                 # pixels between tiles (white)
+BAND = 14               # pixels of the caption band above each row (before scaling)
+STRENGTH = 0.65         # opacity of the heat colour at the map's maximum
+
+
+def auto_scale(height: int, width: int) -> int:
+    """An integer enlargement so that small frames (e.g. 64 x 64) stay visible: short side >= 128."""
+    return max(1, math.ceil(128 / max(1, min(height, width))))
+
+
+def resize_map(map_frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """One map frame (input grid) at the source frame's size; bilinear, kept non-negative."""
+    if map_frame.shape == (height, width):
+        return map_frame.astype(np.float32)
+    resized = cv2.resize(map_frame.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(resized, 0.0)
+
+
+def heat_colours(heat: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] -> RGB uint8 through the JET colour map."""
+    levels = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def blend(frame: np.ndarray, heat: np.ndarray, strength: float = STRENGTH) -> np.ndarray:
+    """The frame with the heat colour laid over it, opaque in proportion to the heat."""
+    alpha = (strength * np.clip(heat, 0.0, 1.0))[..., None]
+    mixed = frame.astype(np.float32) * (1.0 - alpha) + heat_colours(heat).astype(np.float32) * alpha
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def map_scale(plain: np.ndarray, percentile: float = 99.5) -> float:
+    """The display scale of a video's maps: a high percentile of the plain map.
+
+    A percentile rather than the maximum, so that a few spiky voxels (input gradients)
+    do not make the rest of the map invisible; 1 for an empty map.
+    """
+    top = float(np.percentile(plain, percentile)) if plain.size else 0.0
+    if top <= 0:
+        top = float(np.max(plain)) if plain.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def strip_columns(frames: int, wanted: int) -> list[int]:
+    """``wanted`` map frames spread evenly over ``frames`` (all of them if fewer)."""
+    if wanted >= frames:
+        return list(range(frames))
+    return np.linspace(0, frames - 1, wanted).round().astype(int).tolist()
+
+
+def _caption(width: int, text: str) -> np.ndarray:
+    band = np.full((BAND, width, 3), 255, np.uint8)
+    cv2.putText(band, text, (2, BAND - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
+
+
+def _row(tiles: list[np.ndarray]) -> np.ndarray:
+    height = tiles[0].shape[0]
+    gap = np.full((height, GAP, 3), 255, np.uint8)
+    parts = []
+    for i, tile in enumerate(tiles):
+        parts += [gap, tile] if i else [tile]
+    return np.concatenate(parts, axis=1)
+
+
+def _enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    return image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def strip_image(frames: np.ndarray, rows: list[tuple[str, np.ndarray]], columns: list[int],
+                scale: float, enlarge: int = 1) -> np.ndarray:
+    """Frames (T x H x W x 3, source size) with each row's map (T x h x w, input grid) over them."""
+    height, width = frames.shape[1:3]
+    blocks = []
+    for caption, maps in rows:
+        tiles = [_enlarge(blend(frames[i], resize_map(maps[i], height, width) / scale), enlarge) for i in columns]
+        row = _row(tiles)
+        blocks += [_caption(row.shape[1], caption), row]
+    return np.concatenate(blocks, axis=0)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise VtcavError(f"{path}: could not encode the PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+# --------------------------------------------------------------------------- overlay video
+def overlay_frames(source: Iterator[tuple[int, np.ndarray]], indices: np.ndarray, maps: list[np.ndarray],
+                   scale: float, enlarge: int = 1) -> Iterator[np.ndarray]:
+    """For each source frame, the maps of its nearest sampled frame over it, side by side."""
+    indices = np.asarray(indices)
+    cached_at, cached = None, None
+    for index, frame in source:
+        nearest = int(np.abs(indices - index).argmin())
+        if nearest != cached_at:   # the resized heat changes only when the nearest sample does
+            height, width = frame.shape[:2]
+            cached_at, cached = nearest, [resize_map(m[nearest], height, width) / scale for m in maps]
+        yield _enlarge(_row([blend(frame, heat) for heat in cached]), enlarge)
+
+
+def write_overlay_video(path: str | Path, frames: Iterator[np.ndarray], fps: float, fmt: str) -> None:
+    """Write overlay frames as a looping GIF or an mp4 (MPEG-4 part 2), atomically."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown picture format '{fmt}'; choose {', '.join(FORMATS)}")
+    if fmt == "gif":
+        _write_gif(path, frames, fps)
+    else:
+        _write_mp4(path, frames, fps)
+
+
+def _write_gif(path: str | Path, frames: Iterator[np.ndarray], fps: float) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    if not images:
+        raise VtcavError(f"{path}: no frames to write")
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(round(1000.0 / (fps or 10.0))), loop=0)
+
+
+def _write_mp4(path: str | Path, frames: Iterator[np.ndarray], fps: float) -> None:
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for frame in frames:
+                if writer is None:
+                    height, width = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps or 10.0, (width, height))
+                    if not writer.isOpened():
+                        raise VtcavError(f"{path}: cannot open a video writer for mp4")
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            if writer is not None:
+                writer.release()
+        if writer is None:
+            raise VtcavError(f"{path}: no frames to write")
