@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -59,7 +60,10 @@ def ttest(a: np.ndarray, b: np.ndarray, welch: bool = False) -> tuple[float, flo
         return float("nan"), 1.0
     if a.std() == 0 and b.std() == 0:
         return (0.0, 1.0) if a.mean() == b.mean() else (float(np.sign(a.mean() - b.mean()) * np.inf), 0.0)
-    result = scipy_stats.ttest_ind(a, b, equal_var=not welch)
+    with warnings.catch_warnings():
+        # scipy warns about precision when one sample is (nearly) constant; the result stands.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.ttest_ind(a, b, equal_var=not welch)
     return float(result.statistic), float(result.pvalue)
 
 
