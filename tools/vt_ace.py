@@ -1,0 +1,208 @@
+"""vt-ace: 3D-ACE concept discovery from supervoxels, TCAV ranking, faithfulness, contact sheets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from vtcav_common import cli
+from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
+from vtcav_common.ace.discover import DiscoverOptions, discover as run_discovery
+from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness, format_tables,
+                                           markdown_tables, read_concept_model)
+from vtcav_common.ace.sheets import write_sheets
+from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
+from vtcav_common.cav import CLASSIFIERS
+from vtcav_common.clipsets import Sampling
+from vtcav_common.concepts import parse_size
+from vtcav_common.records import read_jsonl, write_records
+from vtcav_common.stats import CORRECTIONS
+
+app = cli.make_app(
+    "vt-ace",
+    help="3D-ACE (Ji et al. 2022): discover a class's concepts automatically. Cut the class's videos "
+         "into supervoxels (SLIC over time and space, three resolutions), cluster their activations "
+         "into concepts, rank the concepts by TCAV against random sets, and check the ranking's "
+         "faithfulness by adding and removing concepts from test videos.",
+    epilog="Examples:\n\n"
+           "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
+           "    vt-concepts random --videos world/labels.jsonl --split train -R 10 -o random.h5\n\n"
+           "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right "
+           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt --layer block3 "
+           "-o concepts.h5 --ranking ranking.jsonl\n\n"
+           "    vt-ace faithfulness concepts.h5 ranking.jsonl --videos world/labels.jsonl --split test "
+           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt > faith.jsonl\n\n"
+           "    vt-ace sheet concepts.h5 --ranking ranking.jsonl -o sheets/",
+    single=False,
+)
+
+
+def _model_options(model, weights, class_names, trust_checkpoint, device):
+    from vtcav_common.models import load_model
+
+    return load_model(model, weights, class_names=str(class_names) if class_names else None,
+                      trust_checkpoint=trust_checkpoint, device=device)
+
+
+MODEL_HELP = "Architecture, package.module:factory, TorchScript/.pt2 file or mmaction:CONFIG (see vt-embed)."
+
+
+@app.command(epilog="Examples:\n\n"
+                    "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
+                    "    vt-ace supervoxels clips/ --resolutions 10,30 --compactness 5 -o cand.h5")
+def supervoxels(
+    videos: str = typer.Argument(..., help="A labels manifest (labels.jsonl) or a folder of videos."),
+    out: Path = typer.Option(..., "-o", "--out", help="Clip-set HDF5 of candidate supervoxel clips."),
+    label: Optional[str] = typer.Option(None, "--label", help="Only videos with this label (the class to explain)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only videos of this split (e.g. train)."),
+    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    resolutions: str = typer.Option("15,50,80", "--resolutions", help="SLIC segment counts, coarse to fine."),
+    compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness: higher = more cube-like "
+                                                                  "supervoxels, lower = they follow colour."),
+    sigma: float = typer.Option(0.0, "--sigma", min=0.0, help="SLIC Gaussian smoothing before segmenting."),
+    min_fraction: float = typer.Option(0.001, "--min-fraction", help="Drop supervoxels under this share of "
+                                                                     "the volume."),
+    max_iou: float = typer.Option(0.5, "--max-iou", help="Drop a supervoxel whose 3D IoU with one already kept "
+                                                         "exceeds this."),
+    fill: int = typer.Option(DEFAULT_FILL, "--fill", help="Grey level outside the supervoxel."),
+    frames: int = typer.Option(16, "--frames", "-T", min=1, help="Frames per video, sampled uniformly."),
+    size: str = typer.Option("64", "--size", help="Clip size: H (square) or HxW."),
+    name: str = typer.Option(CANDIDATE_SET, "--name", help="Name of the candidate set in OUT."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
+    cli.set_quiet(quiet)
+    params = SegmentParams(parse_resolutions(resolutions), compactness, sigma, min_fraction, max_iou, fill)
+    sampling = Sampling(frames, parse_size(size), 1)
+    chosen = select_videos(videos, label, split, max_videos)
+    started = time.perf_counter()
+    count = write_candidates(chosen, out, params, sampling, label,
+                             name=name, provenance={"videos_source": Path(videos).name, "split": split})
+    cli.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
+             f"({time.perf_counter() - started:.1f} s)")
+
+
+@app.command(epilog="Example:\n\n"
+                    "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right \\\n"
+                    "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
+                    "        --layer block3 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
+                    "Then, with the tools: vt-embed concepts.h5 --layers block3 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
+def discover(
+    candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
+    random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
+    videos: str = typer.Option(..., "--videos", help="Labels manifest: the class's videos give the TCAV gradients."),
+    target: str = typer.Option(..., "--target", "-t", help="The class whose concepts are discovered."),
+    out: Path = typer.Option(..., "-o", "--out", help="Clip-set HDF5 of the concepts (ace_00, ...) and random sets."),
+    ranking: str = typer.Option("-", "--ranking", help="Ranking JSONL ('-' for stdout)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint."),
+    layer: str = typer.Option(..., "--layer", "-l", help="The layer to embed, cluster and score at."),
+    k: int = typer.Option(8, "--k", help="k-means clusters."),
+    min_members: int = typer.Option(5, "--min-members", help="Drop clusters with fewer candidates."),
+    max_members: int = typer.Option(40, "--max-members", help="Keep this many members nearest the centre."),
+    grid: int = typer.Option(2, "--grid", min=0, help="Pool each channel to grid^3 cells for clustering "
+                                                      "(0 = full activations)."),
+    split: Optional[str] = typer.Option("train", "--split", help="Split of the class's videos for the gradients "
+                                                                 "('' for all)."),
+    classifier: str = typer.Option("sgd", "--classifier", help=f"CAV classifier: {', '.join(CLASSIFIERS)}."),
+    correction: str = typer.Option("bonferroni", "--correction", help=f"{', '.join(CORRECTIONS)}."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
+    set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep acts.h5, grads.h5 and cavs.h5 here."),
+    seed: int = typer.Option(0, "--seed", help="Seed of k-means and of the CAVs."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Clips per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """Cluster the candidates into concepts, write them, rank them by TCAV."""
+    cli.set_quiet(quiet)
+    if classifier not in CLASSIFIERS:
+        raise cli.UsageError(f"unknown classifier '{classifier}'; choose from {', '.join(CLASSIFIERS)}")
+    if correction not in CORRECTIONS:
+        raise cli.UsageError(f"unknown correction '{correction}'; choose from {', '.join(CORRECTIONS)}")
+    options = DiscoverOptions(layer=layer, k=k, min_members=min_members, max_members=max_members, grid=grid,
+                              seed=seed, classifier=classifier, correction=correction, alpha=alpha,
+                              split=split or None, batch_size=batch_size)
+    options.check()
+    torch.manual_seed(seed)
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    started = time.perf_counter()
+    result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir)
+    with cli.open_text_output(ranking) as handle:
+        write_records(result.ranking, handle)
+    flagged = sum(not r["significant"] for r in result.ranking)
+    cli.info(f"vt-ace: {len(result.concepts)} concepts from {result.n_candidates} candidates -> {out}; "
+             f"{flagged} not significant ({time.perf_counter() - started:.1f} s)")
+    for row in result.ranking:
+        cli.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f}  "
+                 f"p {row['p_corrected']:.2g}{'' if row['significant'] else '  (not significant)'}  "
+                 f"{row['members']} members")
+
+
+@app.command(epilog="Example:\n\n"
+                    "    vt-ace faithfulness concepts.h5 ranking.jsonl --videos world/labels.jsonl --split test \\\n"
+                    "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
+                    "        -o faith.jsonl --table faith.md")
+def faithfulness(
+    concepts: str = typer.Argument(..., help="Concept file from vt-ace discover."),
+    ranking: str = typer.Argument(..., help="Ranking JSONL from vt-ace discover (most important first)."),
+    videos: str = typer.Option(..., "--videos", help="Labels manifest with the class's test videos."),
+    label: Optional[str] = typer.Option(None, "--label", help="The class (default: the concepts' target)."),
+    split: Optional[str] = typer.Option("test", "--split", help="Split of the videos ('' for all)."),
+    output: str = typer.Option("-", "-o", "--output", help="JSONL records ('-' for stdout)."),
+    table: Optional[Path] = typer.Option(None, "--table", help="Also write the two tables as Markdown."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint."),
+    max_concepts: int = typer.Option(5, "--max-concepts", min=1, help="Columns k = 1..this."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Random draws of k concepts, averaged."),
+    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random draws."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Clips per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """Accuracy when the top / random / least concepts are added to grey or removed from the video."""
+    cli.set_quiet(quiet)
+    target = label or read_concept_model(concepts).target
+    chosen = select_videos(videos, target, split or None, max_videos)
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    options = FaithfulnessOptions(max_concepts, repeats, seed, batch_size)
+    records = run_faithfulness(loaded, concepts, ranking, chosen, options, target)
+    with cli.open_text_output(output) as handle:
+        write_records(records, handle)
+    if table is not None:
+        with cli.open_text_output(str(table)) as handle:
+            handle.write(markdown_tables(records) + "\n")
+    for line in format_tables(records):
+        cli.info(line)
+
+
+@app.command(epilog="Example:\n\n    vt-ace sheet concepts.h5 --ranking ranking.jsonl -o sheets/")
+def sheet(
+    concepts: str = typer.Argument(..., help="A clip-set file (e.g. from vt-ace discover)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the PNGs (one per concept)."),
+    ranking: Optional[str] = typer.Option(None, "--ranking", help="Ranking JSONL: rank and TCAV in the titles."),
+    members: int = typer.Option(6, "--members", min=1, help="Member clips per sheet (rows)."),
+    frames: int = typer.Option(4, "--frames", min=1, help="Frames per clip (columns)."),
+    scale: int = typer.Option(2, "--scale", min=1, max=8, help="Pixel magnification."),
+    role: str = typer.Option("concept", "--role", help="Which sets: concept or random."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+) -> None:
+    """A contact-sheet PNG per concept: member clips (rows) x frames (columns)."""
+    cli.set_quiet(quiet)
+    ranks = {record["concept"]: record for _, record in read_jsonl(ranking)} if ranking else None
+    written = write_sheets(concepts, out_dir, ranks, members, frames, scale, role)
+    if not written:
+        raise cli.VtcavError(f"{concepts}: no sets of role '{role}' to draw")
+    cli.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")
+
+
+main = cli.entry(app, "vt-ace")
