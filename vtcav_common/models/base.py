@@ -104,6 +104,9 @@ class LoadedModel:
     input_spec: InputSpec
     class_names: list[str]
     provenance: dict = field(default_factory=dict)
+    # The only batch size the module accepts (a torch.export program exported with a
+    # static batch); None = any. Callers pad the last batch up to it.
+    fixed_batch: int | None = None
 
     def class_index(self, name_or_index: str) -> int:
         """Resolve a class given by name (or a plain integer index), with a clear error."""

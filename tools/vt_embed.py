@@ -1,0 +1,119 @@
+"""vt-embed: activations (and target-logit gradients) of a video model at many layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vtcav_common import cli
+from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
+from vtcav_common.models import load_model
+from vtcav_common.models.layers import default_layers, describe_layers, format_table, parse_layer_list
+from vtcav_common.records import looks_like_manifest
+
+app = cli.make_app(
+    "vt-embed",
+    help="Run a video model over concept clips (a clip-set HDF5 from vt-concepts) or over the videos "
+         "of a labels manifest, and write the activations of the named layers, from **one forward pass "
+         "per batch**, to an embeddings HDF5. With `--target CLASS`, also the gradient of that class's "
+         "logit at every named layer, from **one backward pass per batch**. Streams batch by batch, so "
+         "memory stays bounded. `--list-layers` shows the layer names, types, output shapes and channel "
+         "axes to choose from.",
+    epilog="Examples:\n\n"
+           "    vt-embed --model r3d_18 --weights r3d_18.pth --list-layers\n\n"
+           "    vt-embed concepts.h5 --model swin3d_t --weights swin3d_t.pth --layers features.4,features.6 "
+           "-o acts.h5\n\n"
+           "    vt-embed world/labels.jsonl --label right --split test --weights weights/classifier.pt "
+           "--layers block2,block3 --target right -o grads.h5\n\n"
+           "    vt-embed concepts.h5 --set ball_right --set random_0 --model pkg.models:my_net --weights net.pt "
+           "--layers stage3 --target 'playing tennis' --dtype float32 -o acts.h5\n\n"
+           "Models: a torchvision video architecture (swin3d_t/s/b, r3d_18, mc3_18, r2plus1d_18, s3d, "
+           "mvit_v1_b, mvit_v2_s) with a local state dict; `package.module:factory` with a state dict; a "
+           "TorchScript or torch.export (.pt2) file; `mmaction:CONFIG` with a checkpoint. See docs/models.md.",
+)
+
+
+def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise cli.UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
+    if len(values) != 3:
+        raise cli.UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
+    return values
+
+
+@app.command()
+def main_command(
+    inputs: Optional[str] = typer.Argument(None, help="Clip-set HDF5 (vt-concepts), or a labels manifest "
+                                                       "(.jsonl, '-' for stdin). Not needed with --list-layers."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Embeddings HDF5 to write."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Architecture name, package.module:factory, TorchScript/.pt2 file, "
+                                             "or mmaction:CONFIG. May be left out when --weights is a "
+                                             "TorchScript/.pt2 file or has a sidecar naming the model."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint (state dict)."),
+    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layer names."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Class (name or index) whose logit's gradients to record."),
+    sets: List[str] = typer.Option([], "--set", help="Clip set to embed (repeatable; default: all)."),
+    labels: List[str] = typer.Option([], "--label", help="Manifest: only videos with this label (repeatable)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Manifest: only videos of this split."),
+    name: str = typer.Option(MANIFEST_SET, "--name", help="Manifest: name of the output set."),
+    dtype: str = typer.Option("float16", "--dtype", help="Storage type of activations: float16 or float32."),
+    grad_dtype: str = typer.Option("float32", "--grad-dtype", help="Storage type of gradients."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward/backward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
+    size: Optional[int] = typer.Option(None, "--size", min=1, help="Override the model's frame size (square)."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Override normalisation mean: R,G,B in [0, 1]."),
+    std: Optional[str] = typer.Option(None, "--std", help="Override normalisation std: R,G,B in [0, 1]."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
+                                          help="Allow checkpoints that need arbitrary pickle (can run code)."),
+    list_layers: bool = typer.Option(False, "--list-layers", help="Print layer names, types, shapes; exit."),
+    all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
+) -> None:
+    cli.set_quiet(quiet)
+    if dtype not in DTYPES or grad_dtype not in DTYPES:
+        raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
+    loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
+                        trust_checkpoint=trust_checkpoint, frames=frames, size=size,
+                        mean=_floats(mean, "--mean"), std=_floats(std, "--std"), device=device)
+    if list_layers:
+        _print_layers(loaded, all_layers)
+        return
+    if inputs is None or output is None:
+        raise cli.UsageError("give INPUTS and -o OUTPUT.h5 (or --list-layers)")
+    chosen = parse_layer_list(layers)
+    if not chosen:
+        raise cli.UsageError("give --layers L1,L2,... (see --list-layers)")
+    if looks_like_manifest(inputs) or inputs == cli.STDIO:
+        if sets:
+            raise cli.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
+        input_sets = manifest_inputs(inputs, loaded.input_spec.frames, labels, split, name)
+    else:
+        if labels or split:
+            raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
+        input_sets = clipset_inputs(inputs, sets)
+    summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
+                    batch_size=batch_size, seed=seed, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+    cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
+             f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
+
+
+def _print_layers(loaded, every: bool) -> None:
+    infos = describe_layers(loaded)
+    names = list(infos) if every else [n for n in default_layers(loaded.module) if infos[n].calls]
+    for line in format_table([infos[n] for n in names]):
+        print(line)
+
+
+main = cli.entry(app, "vt-embed")
