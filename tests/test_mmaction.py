@@ -14,6 +14,7 @@ import torch
 
 pytest.importorskip("mmaction", reason="mmaction2 extra not installed")
 
+from conftest import run_cli  # noqa: E402
 from vtcav_common.errors import UsageError, VtcavError  # noqa: E402
 from vtcav_common.models import mmaction_source as mm  # noqa: E402
 from vtcav_common.models.base import LayerRecorder  # noqa: E402
@@ -221,3 +222,25 @@ def test_normalisation_overrides_and_provenance(swin_checkpoint):
     assert model.provenance["activation_layouts"]["backbone.layers.*"] == "NTHWC"
     with pytest.raises(UsageError, match="--std needs three numbers"):
         mm.load_mmaction(SWIN_T, str(swin_checkpoint[0]), std=(0.2, 0.2))
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+def test_vt_embed_lists_the_layers_of_an_mmaction_model(swin_checkpoint):
+    result = run_cli("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", swin_checkpoint[0],
+                     "--list-layers", "--all", "--frames", str(FRAMES), "--size", str(SIZE))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if not line.startswith("#")}
+    # name -> type, shape, channel axis, calls: Swin's stages are channels-last (axis 3).
+    assert rows["backbone.layers.1.blocks.1"][:3] == ["SwinTransformerBlock3D", "4x8x8x192", "3"]
+    assert rows["backbone"][:3] == ["SwinTransformer3D", "768x4x2x2", "0"]
+    assert rows["cls_head"][1] == "400"
+    assert not any(name.startswith("data_preprocessor") for name in rows)
+
+
+def test_vt_embed_refuses_a_checkpoint_that_does_not_fit(tmp_path):
+    checkpoint = tmp_path / "other.pth"
+    torch.save({"state_dict": {"cls_head.fc_cls.weight": torch.zeros(400, 2048)}}, checkpoint)
+    result = run_cli("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", checkpoint, "--list-layers")
+    assert result.returncode == 1
+    assert "other.pth: checkpoint does not fit" in result.stderr and "Traceback" not in result.stderr
