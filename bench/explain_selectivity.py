@@ -2,7 +2,7 @@
 """Motion selectivity of plain vs selective relevance on the synthetic motion world.
 
     .venv/bin/python bench/explain_selectivity.py --weights weights/classifier.pt \
-        --test-per-class 10 --seed 3 --sigmas 0.5,1,2 --methods gradcam:block3,gradient,gradxinput
+        --test-per-class 10 --seed 0 --sigmas 0.5,1,2 --methods gradcam:block3,gradient,gradxinput --by-class
 
 Renders a held-out world with ``vt-synth``'s generator into a temporary folder, explains
 every video (target = its true label) with each method, and prints, per method, the mean
@@ -57,13 +57,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(REPO / "weights" / "classifier.pt"))
     parser.add_argument("--model", default="vtcav_common.models.tiny:motion_c3d")
-    parser.add_argument("--seed", type=int, default=3, help="seed of the held-out world")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world (its test split is held out "
+                                                             "from shell/train_classifier.py's training)")
     parser.add_argument("--test-per-class", type=int, default=10)
     parser.add_argument("--sigmas", default="0.5,1,2")
     parser.add_argument("--methods", default="gradcam:block3,gradcam:block2,gradient,gradxinput",
                         help="method[:layer], comma-separated")
     parser.add_argument("--motion-threshold", type=float, default=25.0)
     parser.add_argument("--world", default=None, help="use (or keep) the world in this folder")
+    parser.add_argument("--by-class", action="store_true", help="also one row per class")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sigmas = [float(s) for s in args.sigmas.split(",")]
@@ -77,25 +79,32 @@ def main() -> None:
     print(f"# {len(videos)} held-out videos of {world}; share of relevance mass on moving pixels "
           f"(mean over videos); motion-threshold {args.motion_threshold:g}")
     header = ["method", "moving", "chance", "plain"] + [f"sel@{s:g}" for s in sigmas] + ["pointing"]
-    print("  ".join(f"{h:>14}" for h in header))
+    print(f"{header[0]:>20}  " + "  ".join(f"{h:>8}" for h in header[1:]))
     for spec in args.methods.split(","):
         method, _, layer = spec.partition(":")
         explainer = Explainer(loaded, method, layer or None)
         table = {"gt": [], "frames": []}
+        labels = []
         for video in videos:
             sampled = sample_with_motion(video.path, loaded.input_spec.frames, args.motion_threshold)
             size = sampled.frames.shape[1:3]
             result = explainer(preprocess(sampled.frames[None], loaded.input_spec), loaded.class_index(video.label))
+            labels.append(video.label)
             gt_masks = np.stack([box_mask(boxes[video.video_id].get(int(i), []), *size) for i in sampled.indices])
             for kind, masks in (("gt", gt_masks), ("frames", sampled.moving)):
                 row = [masks.mean(), shares(result.relevance, masks, size)]
                 row += [shares(selective_filter(result.relevance, s), masks, size) for s in sigmas]
                 row.append(pointing(result.relevance, gt_masks, size))
                 table[kind].append([np.nan if v is None else v for v in row])
+        groups = [("", np.ones(len(labels), bool))]
+        if args.by_class:
+            groups += [(f"/{c}", np.array(labels) == c) for c in dict.fromkeys(labels)]
         for kind, rows in table.items():
-            means = np.nanmean(np.array(rows, dtype=float), axis=0)
-            print("  ".join(f"{v:>14}" for v in [spec, kind]) + "  " +
-                  "  ".join(f"{v:>14.3f}" for v in means))
+            values = np.array(rows, dtype=float)
+            for suffix, chosen in groups:
+                means = np.nanmean(values[chosen], axis=0)
+                print(f"{spec + suffix:>20}  {kind:>8}  " +
+                      "  ".join(f"{v:>8.3f}" for v in means))
     print(f"# {time.time() - start:.1f} s")
 
 

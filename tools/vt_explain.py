@@ -34,7 +34,7 @@ app = cli.make_app(
            "--layer layer4 --pictures pics/ > records.jsonl\n\n"
            "    vt-explain world/labels.jsonl --split test --weights weights/classifier.pt --method gradient "
            "--selective 1 --gt world/gt.jsonl | jq .motion_share\n\n"
-           "    vt-explain clip.mp4 --model mvit_v2_s --weights mvit.pth --layer blocks.15 --selective 2\n\n"
+           "    vt-explain clip.mp4 --model mvit_v2_s --weights mvit.pth --layer blocks.14 --selective 2\n\n"
            "Models as for vt-embed: a torchvision video architecture with a local state dict, "
            "`package.module:factory`, a TorchScript/.pt2 file, `mmaction:CONFIG`; see docs/models.md.",
 )

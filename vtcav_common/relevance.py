@@ -224,6 +224,11 @@ class Explainer:
              grid: tuple[int, int, int] | None) -> torch.Tensor:
         acts = to_channels_first(activation, self.channel_axis, grid, self.layer).float()
         grads = to_channels_first(gradient, self.channel_axis, grid, self.layer).float()
+        if not grads.any():
+            # E.g. MViT's last block: the head reads only the class token, so the space-time
+            # tokens get no gradient and every map would be zero.
+            raise VtcavError(f"layer {self.layer}: its space-time positions get no gradient from the logits "
+                             f"(does the model read out a class token after it?); choose an earlier layer")
         return upsample_volume(grad_cam(acts, grads), self.input_size).clamp_min(0)
 
     def _input_map(self, clip: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
