@@ -118,6 +118,10 @@ def main_command(
         raise cli.UsageError(f"--method takes {', '.join(METHODS)}, got '{method}'")
     if picture_format not in FORMATS:
         raise cli.UsageError(f"--picture-format takes {' or '.join(FORMATS)}, got '{picture_format}'")
+    if output is not None and output.is_dir():
+        raise cli.UsageError(f"-o {output}: is a directory; give the HDF5 file to write")
+    if pictures is not None and pictures.exists() and not pictures.is_dir():
+        raise cli.UsageError(f"--pictures {pictures}: exists and is not a folder")
     if gt is not None and not Path(gt).is_file():
         raise cli.UsageError(f"--gt {gt}: no such file")
     options = ExplainOptions(method=method, layer=layer, grid=_grid(grid), target=target, sigma=selective,
