@@ -227,3 +227,18 @@ def test_bad_inputs_get_one_line_errors(toy_files, tmp_path):
     for result in (missing, junk, unknown, wrong_kind, bad):
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_layer_with_the_same_gradient_for_every_input_is_flagged(toy_files, tmp_path):
+    """A layer feeding a linear read-out gives every input the same gradient: say so."""
+    rng = np.random.default_rng(3)
+    same = np.tile(rng.normal(size=(1, 64)).astype(np.float32), (10, 1))
+    acts = {l: rng.normal(size=(10, 64)).astype(np.float32) for l in ("a", "b")}
+    write_embeddings(tmp_path / "flat.h5", {"inputs": ("inputs", acts, {"a": same, "b": same + rng.normal(size=(10, 64)).astype(np.float32)})},
+                     target="right")
+    cavs = tmp_path / "cavs.h5"
+    run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
+    result = run_cli("vt-score", cavs, tmp_path / "flat.h5", check=True)
+    assert "layer 'a' is the same for every input" in result.stderr
+    assert "layer 'b'" not in result.stderr
+    assert {json.loads(line)["score"] for line in result.stdout.splitlines() if '"layer":"a"' in line} <= {0.0, 1.0}

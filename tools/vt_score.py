@@ -12,7 +12,7 @@ from vtcav_common.cavs_file import read_cavs
 from vtcav_common.embeddings import Embeddings, require_same_model
 from vtcav_common.errors import IncompatibleError, VtcavError
 from vtcav_common.records import write_records
-from vtcav_common.scoring import directional_derivatives, permute_features, tcav_scores
+from vtcav_common.scoring import ConstancyCheck, directional_derivatives, permute_features, tcav_scores
 
 app = cli.make_app(
     "vt-score",
@@ -62,11 +62,15 @@ def score(
                 raise IncompatibleError(f"{gradients}: no gradients at layer '{layer}' of the CAVs in {cavs}")
             if grads.feature_size(layer) != layer_cavs.vectors.shape[1]:
                 raise IncompatibleError(f"{gradients}: layer '{layer}' has a different size than in {cavs}")
-            batches = grads.iter_flat(name, layer, "grads")
+            constancy = ConstancyCheck()
+            batches = constancy.watch(grads.iter_flat(name, layer, "grads"))
             if permute_gradients:
                 batches = (permute_features(b, rng) for b in batches)
             derivatives = directional_derivatives(batches, layer_cavs.vectors)
             sign_count, magnitude = tcav_scores(derivatives)
+            if constancy.constant and derivatives.shape[0] > 1:
+                cli.warn(f"{gradients}: the gradient at layer '{layer}' is the same for every input (the layer "
+                         f"feeds a linear read-out); its TCAV scores can only be 0 or 1")
             for row, s, m in zip(layer_cavs.table, sign_count, magnitude):
                 records.append({
                     "target": target, "layer": layer, "concept": row["concept"], "against": row["against"],

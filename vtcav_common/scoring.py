@@ -36,3 +36,26 @@ def tcav_scores(derivatives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def permute_features(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A negative control: each input's gradient with its features shuffled."""
     return np.stack([row[rng.permutation(row.shape[0])] for row in batch])
+
+
+class ConstancyCheck:
+    """Watches gradient batches go by and tells whether every input had the same gradient.
+
+    That happens at a layer that feeds a linear read-out directly (global pooling then a
+    linear head): the directional derivative is then the same for every input, and the
+    sign count can only be 0 or 1. Worth a warning, not an error.
+    """
+
+    def __init__(self, rtol: float = 1e-5):
+        self.first: np.ndarray | None = None
+        self.constant = True
+        self.rtol = rtol
+
+    def watch(self, batches: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+        for batch in batches:
+            if self.first is None and len(batch):
+                self.first = batch[0].copy()
+            if self.constant and self.first is not None:
+                scale = self.rtol * (np.abs(self.first).max() + 1e-30)
+                self.constant = bool(np.all(np.abs(batch - self.first) <= scale))
+            yield batch
