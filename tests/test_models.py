@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from conftest import WEIGHTS, run_cli
+from test_embed import run_inprocess
 from vtcav_common import clipsets
 from vtcav_common.models import load_model
 from vtcav_common.models.base import LayerRecorder, preprocess
@@ -122,24 +123,24 @@ def test_wrong_architecture_is_refused_naming_the_keys(tmp_path):
 def test_wrong_number_of_classes_is_refused(tmp_path):
     weights = tmp_path / "five.pt"
     torch.save(motion_c3d(num_classes=5).state_dict(), weights)
-    result = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--list-layers")
-    assert result.returncode == 1
-    assert "head.weight (5, 48) vs (4, 48) expected" in result.stderr
+    code, err = run_inprocess("--model", TINY, "--weights", weights, "--list-layers")
+    assert code == 1 and "head.weight (5, 48) vs (4, 48) expected" in err
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\n")
     torch.save(motion_c3d().state_dict(), weights)
-    result = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--class-names", names, "--list-layers")
-    assert result.returncode == 1 and "3 class names, but the model" in result.stderr
+    code, err = run_inprocess("--model", TINY, "--weights", weights, "--class-names", names, "--list-layers")
+    assert code == 1 and "3 class names, but the model" in err
 
 
 def test_pickled_checkpoint_needs_trust(tmp_path):
     weights = tmp_path / "pickled.pt"
     torch.save(motion_c3d(), weights)  # a whole pickled module: arbitrary code on load
-    result = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--list-layers")
-    assert result.returncode == 1 and "arbitrary pickle" in result.stderr and "--trust-checkpoint" in result.stderr
-    trusted = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--trust-checkpoint", "--list-layers")
-    assert trusted.returncode == 0, trusted.stderr
-    assert "block3" in trusted.stdout
+    code, err = run_inprocess("--model", TINY, "--weights", weights, "--list-layers")
+    assert code == 1 and "arbitrary pickle" in err and "MotionC3D" in err and "--trust-checkpoint" in err
+    out: list = []
+    code, err = run_inprocess("--model", TINY, "--weights", weights, "--trust-checkpoint", "--list-layers", stdout=out)
+    assert code == 0, err
+    assert "block3" in out[-1]
 
 
 def test_checkpoint_wrappers_and_prefixes(tmp_path):
@@ -154,17 +155,21 @@ def test_checkpoint_wrappers_and_prefixes(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     weights = tmp_path / "junk.pth"
     weights.write_bytes(b"not a checkpoint")
-    result = run_cli("vt-embed", "--model", "r3d_18", "--weights", weights, "--list-layers")
-    assert result.returncode == 1 and "not a readable PyTorch checkpoint" in result.stderr
+    code, err = run_inprocess("--model", "r3d_18", "--weights", weights, "--list-layers")
+    assert code == 1 and "not a readable PyTorch checkpoint" in err
 
 
 def test_unknown_model_and_missing_weights(tmp_path):
-    result = run_cli("vt-embed", "--model", "resnet9000", "--list-layers")
-    assert result.returncode == 2 and "unknown model 'resnet9000'" in result.stderr
-    result = run_cli("vt-embed", "--model", "swin3d_t", "--list-layers")
-    assert result.returncode == 2 and "never downloads" in result.stderr
-    result = run_cli("vt-embed", "--model", "nosuchpackage.mod:factory", "--list-layers")
-    assert result.returncode == 2 and "cannot import nosuchpackage.mod" in result.stderr
+    code, err = run_inprocess("--model", "resnet9000", "--list-layers")
+    assert code == 2 and "unknown model 'resnet9000'" in err
+    code, err = run_inprocess("--model", "swin3d_t", "--list-layers")
+    assert code == 2 and "never downloads" in err
+    code, err = run_inprocess("--model", "nosuchpackage.mod:factory", "--list-layers")
+    assert code == 2 and "cannot import nosuchpackage.mod" in err
+    state = tmp_path / "state.pt"
+    torch.save(motion_c3d().state_dict(), state)
+    code, err = run_inprocess("--weights", state, "--list-layers")
+    assert code == 2 and "a state dict needs --model" in err
 
 
 def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
@@ -181,7 +186,7 @@ def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mmaction)
     from vtcav_common.errors import VtcavError
 
-    with pytest.raises(VtcavError, match=r"pip install vtcav\[mmaction\]"):
+    with pytest.raises(VtcavError, match=r"vtcav\[mmaction\]"):
         load_model("mmaction:recognition/swin/some-config.py", None)
 
 
@@ -244,20 +249,24 @@ def test_static_batch_export_is_padded(tmp_path, clips_file):
     loaded = load_model(str(path), None)
     assert loaded.fixed_batch == 4 and loaded.input_spec.frames == 16
     out = tmp_path / "acts.h5"
-    run_cli("vt-embed", clips_file, "--model", path, "--layers", "block3", "--target", "1", "-o", out, "-q",
-            "--batch-size", "3", check=True)
+    code, err = run_inprocess(clips_file, "--model", path, "--layers", "block3", "--target", "1", "-o", out, "-q",
+                              "--batch-size", "3")
+    assert code == 0, err
     with h5py.File(out) as handle:
         assert handle["sets/ball/acts/block3"].shape == (3, 48, 8, 16, 16)
 
 
 def test_list_layers(tmp_path):
     _, weights = _tiny_with_weights(tmp_path)
-    usual = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--list-layers", check=True).stdout
+    out: list = []
+    assert run_inprocess("--model", TINY, "--weights", weights, "--list-layers", stdout=out)[0] == 0
+    usual = out[-1]
     lines = usual.strip().splitlines()
     assert lines[0].startswith("# name")
     assert [line.split()[0] for line in lines[1:]] == ["block1", "block2", "block3", "pool", "head"]
     assert "48x8x16x16" in usual
-    every = run_cli("vt-embed", "--model", TINY, "--weights", weights, "--list-layers", "--all", check=True).stdout
+    assert run_inprocess("--model", TINY, "--weights", weights, "--list-layers", "--all", stdout=out)[0] == 0
+    every = out[-1]
     assert "block3.0" in every and "Conv3d" in every and len(every.splitlines()) > len(lines)
 
 

@@ -273,10 +273,13 @@ class SetSink:
 
 def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int) -> h5py.Dataset:
     """A dataset whose chunks never span two batches, so each chunk is compressed once."""
-    row_bytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    rows = max(1, min(n, batch_size, CHUNK_BYTES // row_bytes)) if n else 1
-    dataset = h5io.dataset(group, h5_name(layer), shape=(n, *shape), dtype=dtype, chunks=(rows, *shape),
-                           compression="gzip", compression_opts=1, shuffle=True)
+    if n == 0:  # an empty set: nothing to chunk or compress
+        dataset = h5io.dataset(group, h5_name(layer), shape=(0, *shape), dtype=dtype)
+    else:
+        row_bytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        rows = max(1, min(n, batch_size, CHUNK_BYTES // row_bytes))
+        dataset = h5io.dataset(group, h5_name(layer), shape=(n, *shape), dtype=dtype, chunks=(rows, *shape),
+                               compression="gzip", compression_opts=1, shuffle=True)
     dataset.attrs["name"] = layer
     return dataset
 

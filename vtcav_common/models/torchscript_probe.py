@@ -121,6 +121,10 @@ class TorchScriptProbe(nn.Module):
             child(values)
         return output[0]
 
+    def parameters(self, recurse: bool = True):
+        """The script's parameters (so callers can freeze them or find their device)."""
+        return self.script.parameters(recurse)
+
     def _apply(self, fn, *args, **kwargs):
         self.script._apply(fn)
         return super()._apply(fn, *args, **kwargs)
