@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from vtcav_common import cli, h5io
@@ -94,13 +95,28 @@ def cav(
                  f"at {len(chosen_layers)} layer(s), classifier {classifier}")
         with h5io.create(output, "cavs", "vt-cav", provenance) as handle:
             for index, layer in enumerate(cli.progress(chosen_layers, len(chosen_layers), "layers")):
-                rows = {name: where[name].flat(name, layer) for name in used}
-                fitted = fit_layer(rows, tasks, classifier, seed, index, agreement)
+                rows, counts = _stack(where, used, layer)
+                fitted = fit_layer(rows, counts, tasks, classifier, seed, index, agreement)
+                del rows
                 write_layer(handle, layer, tasks, fitted)
                 _report(layer, tasks, fitted)
     finally:
         for emb in files:
             emb.handle.close()
+
+
+def _stack(where: dict, names: list[str], layer: str):
+    """All the sets' activations at one layer as one matrix (files read in turn)."""
+    blocks, counts = [], {}
+    by_file = {}
+    for name in names:
+        by_file.setdefault(id(where[name]), (where[name], []))[1].append(name)
+    for emb, file_names in by_file.values():
+        rows, file_counts = emb.stack_flat(file_names, layer)
+        blocks.append(rows)
+        counts.update(zip(file_names, file_counts))
+    rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    return rows, counts
 
 
 def _report(layer: str, tasks, fitted) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import train_test_split
 
@@ -54,7 +55,9 @@ class ActivationSpace:
         if rows.ndim != 2:
             raise ValueError(f"expected an M x D matrix, got shape {rows.shape}")
         self.rows = rows
-        gram = (rows @ rows.T).astype(np.float64)
+        # The one heavy product (M x M x D): torch's threaded BLAS; float32 in, float64 after.
+        tensor = torch.from_numpy(rows)
+        gram = (tensor @ tensor.T).double().numpy()
         eigval, eigvec = np.linalg.eigh(gram)
         keep = eigval > rel_tol * max(float(eigval[-1]), 1e-30)
         self._scale = np.sqrt(eigval[keep])                  # singular values of X
@@ -73,7 +76,8 @@ class ActivationSpace:
         """
         coef = np.atleast_2d(coef)
         mix = (self._left / self._scale) @ coef.T             # M x k
-        return (self.rows.T @ mix.astype(np.float32)).T       # k x D
+        mix = torch.from_numpy(mix.astype(np.float32))
+        return (mix.T @ torch.from_numpy(self.rows)).numpy()  # k x D
 
 
 @dataclass

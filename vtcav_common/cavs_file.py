@@ -53,13 +53,16 @@ def _seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] % (2 ** 31 - 1))
 
 
-def fit_layer(rows_by_set: dict[str, np.ndarray], tasks: list[CAVTask], classifier: str, seed: int,
+def fit_layer(rows: np.ndarray, counts: dict[str, int], tasks: list[CAVTask], classifier: str, seed: int,
               layer_index: int, agreement: bool = False) -> dict[str, np.ndarray]:
-    """Fit every task's CAV at one layer, sharing one activation space."""
-    names = list(rows_by_set)
-    offsets = np.cumsum([0] + [len(rows_by_set[n]) for n in names])
+    """Fit every task's CAV at one layer, sharing one activation space.
+
+    ``rows`` stacks every set's activations (``M x D``) in the order of ``counts``.
+    """
+    names = list(counts)
+    offsets = np.cumsum([0] + [counts[n] for n in names])
     where = {n: np.arange(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
-    space = ActivationSpace(np.concatenate([rows_by_set[n] for n in names]))
+    space = ActivationSpace(rows)
     fits, mean_fits = [], []
     for number, task in enumerate(tasks):
         task_seed = _seed(seed, layer_index, number)

@@ -77,6 +77,23 @@ class Embeddings:
         data = self._dataset(set_name, what, layer)[()]
         return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
 
+    def stack_flat(self, set_names: list[str], layer: str, what: str = "acts") -> tuple[np.ndarray, list[int]]:
+        """Several sets' rows in one ``M x D`` float32 array, read straight into place.
+
+        Returns the array and each set's row count (HDF5 converts float16 to float32
+        while reading, so no second copy of the data is made).
+        """
+        datasets = [self._dataset(name, what, layer) for name in set_names]
+        counts = [int(ds.shape[0]) for ds in datasets]
+        width = int(np.prod(datasets[0].shape[1:])) if datasets else 0
+        rows = np.empty((sum(counts), width), np.float32)
+        start = 0
+        for ds, count in zip(datasets, counts):
+            if count:
+                ds.read_direct(rows[start:start + count].reshape(count, *ds.shape[1:]))
+            start += count
+        return rows, counts
+
     def iter_flat(self, set_name: str, layer: str, what: str = "grads",
                   batch: int = 256) -> Iterator[np.ndarray]:
         """The same, streamed in batches of rows (bounded memory for many inputs)."""
