@@ -53,6 +53,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                device: str | torch.device = "cpu") -> LoadedModel:
     """Build the model named by ``model`` with ``weights``: eval mode, on ``device``."""
+    device = resolve_device(device)
     weights_path = existing_file(weights) if weights else None
     sidecar = read_sidecar(weights_path)
     model = model or sidecar.get("model")
@@ -77,7 +78,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
     else:
         raise UsageError(f"unknown model '{model}': expected one of {', '.join(ARCHITECTURES)}, "
                          f"package.module:factory, a TorchScript/.pt2 file, or mmaction:CONFIG")
-    loaded.module.to(resolve_device(device)).eval()
+    loaded.module.to(device).eval()
     return loaded
 
 
@@ -119,7 +120,8 @@ def _load_factory(model, weights_path, class_names, trust_checkpoint, overrides,
         warn(f"--model {model} without --weights: using the factory's own parameters")
     module = module_sources.load_factory(model, weights_path, trust_checkpoint, sidecar.get("model_kwargs"))
     module.eval()
-    spec = _spec(module_sources.declared_spec(module) or _undeclared(model), sidecar, overrides)
+    told = bool(sidecar.get("input")) or bool(overrides["frames"] and overrides["size"])
+    spec = _spec(module_sources.declared_spec(module) or _undeclared(model, quiet=told), sidecar, overrides)
     num_classes = _count_outputs(module, spec, model)
     names = _class_names(class_names, sidecar, getattr(module, "vtcav_class_names", None), None,
                          num_classes, weights_path or model)
@@ -137,7 +139,7 @@ def _load_file(path: Path, weights_path, class_names, overrides, sidecar) -> Loa
     fixed_batch = None
     if is_exported_program(path):
         module, shape = module_sources.load_exported(path)
-        base = _spec(_undeclared(str(path), quiet=True), sidecar, {})
+        base = _spec(InputSpec(), sidecar, {})
         base = _spec_from_shape(base, shape)
         spec = _spec(base, {}, overrides)
         if shape and shape[0] is not None:
@@ -145,7 +147,7 @@ def _load_file(path: Path, weights_path, class_names, overrides, sidecar) -> Loa
         source = "export"
         _warn_unset_normalisation(path, sidecar, overrides)
     elif is_torchscript(path):
-        spec = _spec(_undeclared(str(path), quiet=True), sidecar, overrides)
+        spec = _spec(InputSpec(), sidecar, overrides)
         _warn_unset_normalisation(path, sidecar, overrides, sized=True)
         module, why_not = module_sources.load_torchscript(path)
         if why_not:
