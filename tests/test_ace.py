@@ -53,11 +53,13 @@ def sampled_video(index: int, label: str = TARGET, frames: int = 16):
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
+    """The run fails with one error line, last on stderr (after any progress lines), no traceback."""
     assert result.returncode != 0, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vt-ace: error:"), result.stderr
+    errors = [line for line in lines if line.startswith("vt-ace: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 # --------------------------------------------------------------------------- supervoxels (no model)
@@ -217,6 +219,13 @@ def test_contact_sheets(pipeline):
     assert image is not None and image.shape[0] > 3 * 128 and image.shape[1] >= 4 * 128
 
 
+def test_candidates_are_reproducible_to_the_byte(pipeline, tmp_path):
+    for name in ("a.h5", "b.h5"):
+        ace("supervoxels", pipeline["labels"], "--label", TARGET, "--split", "test", "--max-videos", "1",
+            "--resolutions", "15,30", "-o", tmp_path / name, check=True)
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
 # --------------------------------------------------------------------------- bad input
 def test_too_few_candidates_for_the_clusters_asked(pipeline):
     small = pipeline["root"] / "small.h5"
@@ -227,11 +236,16 @@ def test_too_few_candidates_for_the_clusters_asked(pipeline):
                  "--target", TARGET, "--layer", LAYER, "--k", "50", *model_args(), "-o",
                  pipeline["root"] / "never.h5")
     assert_one_line_error(result, f"{n} candidate supervoxels cannot make 50 clusters", "--k")
+    assert len(result.stderr.strip().splitlines()) == 1, "refused before any work"
     assert not (pipeline["root"] / "never.h5").exists()
     result = ace("discover", small, "--random", pipeline["random"], "--videos", pipeline["labels"],
-                 "--target", TARGET, "--layer", LAYER, "--k", "2", "--min-members", "1000", "--max-members",
+                 "--target", TARGET, "--layer", LAYER, "--k", "2", "--min-members", str(n + 1), "--max-members",
                  "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
-    assert_one_line_error(result, "no cluster has --min-members 1000")
+    assert_one_line_error(result, f"{n} candidate supervoxels cannot fill a concept of --min-members {n + 1}")
+    result = ace("discover", small, "--random", pipeline["random"], "--videos", pipeline["labels"],
+                 "--target", TARGET, "--layer", LAYER, "--k", "2", "--min-members", str(n), "--max-members",
+                 "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
+    assert_one_line_error(result, f"no cluster has --min-members {n} candidates")
 
 
 def test_bad_inputs_get_one_line_errors(pipeline, tmp_path):
@@ -244,6 +258,9 @@ def test_bad_inputs_get_one_line_errors(pipeline, tmp_path):
     result = ace("discover", pipeline["random"], "--random", pipeline["random"], "--videos", labels,
                  "--target", TARGET, "--layer", LAYER, *model_args(), "-o", tmp_path / "x.h5")
     assert_one_line_error(result, "no clip set 'supervoxels'")
+    result = ace("discover", pipeline["candidates"], "--random", pipeline["candidates"], "--videos", labels,
+                 "--target", TARGET, "--layer", LAYER, *model_args(), "-o", tmp_path / "x.h5")
+    assert_one_line_error(result, "needs at least 2 sets of role 'random'")
     bad_ranking = tmp_path / "ranking.jsonl"
     bad_ranking.write_text('{"concept": "ace_99", "rank": 1}\n')
     result = ace("faithfulness", pipeline["concepts"], bad_ranking, "--videos", labels, *model_args())

@@ -6,21 +6,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from vtcav_common import cli
 from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
-from vtcav_common.ace.discover import DiscoverOptions, discover as run_discovery
-from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness, format_tables,
-                                           markdown_tables, read_concept_model)
 from vtcav_common.ace.sheets import write_sheets
 from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
-from vtcav_common.cav import CLASSIFIERS
 from vtcav_common.clipsets import Sampling
 from vtcav_common.concepts import parse_size
 from vtcav_common.records import read_jsonl, write_records
-from vtcav_common.stats import CORRECTIONS
+
+# The model-side modules (torch, torchvision, scikit-learn) are imported by the commands that
+# need them, so that `supervoxels`, `sheet` and bad input answer without loading them.
 
 app = cli.make_app(
     "vt-ace",
@@ -32,7 +29,7 @@ app = cli.make_app(
            "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
            "    vt-concepts random --videos world/labels.jsonl --split train -R 10 -o random.h5\n\n"
            "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right "
-           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt --layer block3 "
+           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt --layer block2 "
            "-o concepts.h5 --ranking ranking.jsonl\n\n"
            "    vt-ace faithfulness concepts.h5 ranking.jsonl --videos world/labels.jsonl --split test "
            "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt > faith.jsonl\n\n"
@@ -73,6 +70,7 @@ def supervoxels(
     size: str = typer.Option("64", "--size", help="Clip size: H (square) or HxW."),
     name: str = typer.Option(CANDIDATE_SET, "--name", help="Name of the candidate set in OUT."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
 ) -> None:
     """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
     cli.set_quiet(quiet)
@@ -89,8 +87,8 @@ def supervoxels(
 @app.command(epilog="Example:\n\n"
                     "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right \\\n"
                     "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
-                    "        --layer block3 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
-                    "Then, with the tools: vt-embed concepts.h5 --layers block3 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
+                    "        --layer block2 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
+                    "Then, with the tools: vt-embed concepts.h5 --layers block2 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
 def discover(
     candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
     random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
@@ -108,8 +106,8 @@ def discover(
                                                       "(0 = full activations)."),
     split: Optional[str] = typer.Option("train", "--split", help="Split of the class's videos for the gradients "
                                                                  "('' for all)."),
-    classifier: str = typer.Option("sgd", "--classifier", help=f"CAV classifier: {', '.join(CLASSIFIERS)}."),
-    correction: str = typer.Option("bonferroni", "--correction", help=f"{', '.join(CORRECTIONS)}."),
+    classifier: str = typer.Option("sgd", "--classifier", help="CAV classifier: sgd (the TCAV reference), logistic or mean (FastCAV)."),
+    correction: str = typer.Option("bonferroni", "--correction", help="Multiple-testing correction: bonferroni, holm, bh or none."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep acts.h5, grads.h5 and cavs.h5 here."),
@@ -119,17 +117,18 @@ def discover(
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
 ) -> None:
     """Cluster the candidates into concepts, write them, rank them by TCAV."""
+    import torch
+
+    from vtcav_common.ace.discover import DiscoverOptions, check_inputs, discover as run_discovery
+
     cli.set_quiet(quiet)
-    if classifier not in CLASSIFIERS:
-        raise cli.UsageError(f"unknown classifier '{classifier}'; choose from {', '.join(CLASSIFIERS)}")
-    if correction not in CORRECTIONS:
-        raise cli.UsageError(f"unknown correction '{correction}'; choose from {', '.join(CORRECTIONS)}")
     options = DiscoverOptions(layer=layer, k=k, min_members=min_members, max_members=max_members, grid=grid,
                               seed=seed, classifier=classifier, correction=correction, alpha=alpha,
                               split=split or None, batch_size=batch_size)
-    options.check()
+    check_inputs(candidates, set_name, random, options)   # refuse bad input before loading the model
     torch.manual_seed(seed)
     loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
@@ -168,10 +167,16 @@ def faithfulness(
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
 ) -> None:
     """Accuracy when the top / random / least concepts are added to grey or removed from the video."""
+    from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness,
+                                               format_tables, markdown_tables, read_concept_model, read_ranking)
+
     cli.set_quiet(quiet)
-    target = label or read_concept_model(concepts).target
+    concept_model = read_concept_model(concepts)          # refuse bad input before loading the model
+    read_ranking(ranking, concept_model.names)
+    target = label or concept_model.target
     chosen = select_videos(videos, target, split or None, max_videos)
     loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
     options = FaithfulnessOptions(max_concepts, repeats, seed, batch_size)
@@ -195,6 +200,7 @@ def sheet(
     scale: int = typer.Option(2, "--scale", min=1, max=8, help="Pixel magnification."),
     role: str = typer.Option("concept", "--role", help="Which sets: concept or random."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    version: bool = cli.version_option(),
 ) -> None:
     """A contact-sheet PNG per concept: member clips (rows) x frames (columns)."""
     cli.set_quiet(quiet)

@@ -16,7 +16,7 @@
 Example::
 
     result = discover(loaded, "cand.h5", "random.h5", "world/labels.jsonl", target="right",
-                      out="concepts.h5", options=DiscoverOptions(layer="block3", k=8))
+                      out="concepts.h5", options=DiscoverOptions(layer="block2", k=8))
     result.ranking[0]  # {"rank": 1, "concept": "ace_03", "tcav_mean": 0.93, "p": ..., ...}
 """
 
@@ -32,6 +32,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import cli, clipsets, h5io
+from ..cav import CLASSIFIERS
 from ..cavs_file import fit_layer, plan, write_layer
 from ..clipsets import ClipSetWriter
 from ..embed import clipset_inputs, embed, manifest_inputs
@@ -39,7 +40,7 @@ from ..embeddings import Embeddings
 from ..errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel
 from ..scoring import directional_derivatives, tcav_scores
-from ..stats import significance_tests
+from ..stats import CORRECTIONS, significance_tests
 from .candidates import CANDIDATE_SET, TOOL
 from .features import Embedder
 from .store import SupervoxelAppender, read_rows, require_supervoxel_set
@@ -65,6 +66,10 @@ class DiscoverOptions:
     batch_size: int = 16
 
     def check(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise UsageError(f"unknown classifier '{self.classifier}'; choose from {', '.join(CLASSIFIERS)}")
+        if self.correction not in CORRECTIONS:
+            raise UsageError(f"unknown correction '{self.correction}'; choose from {', '.join(CORRECTIONS)}")
         if self.k < 2:
             raise UsageError(f"--k must be at least 2, got {self.k}")
         if self.min_members < 1 or self.max_members < self.min_members:
@@ -90,12 +95,20 @@ class DiscoverResult:
 
 
 # --------------------------------------------------------------------------- clustering
-def cluster_features(features: np.ndarray, options: DiscoverOptions, where: str) -> list[Cluster]:
-    """k-means, then the kept clusters (largest first) with their members nearest the centre."""
-    n = len(features)
+def check_enough_candidates(n: int, options: DiscoverOptions, where: str) -> None:
+    """Refuse, before any work, what cannot give even one concept."""
     if n < options.k:
         raise VtcavError(f"{where}: {n} candidate supervoxels cannot make {options.k} clusters; "
                          f"lower --k or segment more videos")
+    if n < options.min_members:
+        raise VtcavError(f"{where}: {n} candidate supervoxels cannot fill a concept of --min-members "
+                         f"{options.min_members}; lower it or segment more videos")
+
+
+def cluster_features(features: np.ndarray, options: DiscoverOptions, where: str) -> list[Cluster]:
+    """k-means, then the kept clusters (largest first) with their members nearest the centre."""
+    n = len(features)
+    check_enough_candidates(n, options, where)
     kmeans = KMeans(n_clusters=options.k, n_init=10, random_state=options.seed).fit(features)
     distances = np.linalg.norm(features - kmeans.cluster_centers_[kmeans.labels_], axis=1)
     clusters = []
@@ -122,15 +135,7 @@ def write_concepts(out: str | Path, candidates: str, set_name: str, clusters: li
                    provenance: dict, target: str) -> list[str]:
     """The concept sets and the random sets, in one clip-set file (written atomically)."""
     sampling = clipsets.file_sampling(candidates)
-    random_sampling = clipsets.file_sampling(random)
-    if (random_sampling.frames, random_sampling.size) != (sampling.frames, sampling.size):
-        raise IncompatibleError(f"{random}: random clips are {random_sampling.describe()}, the candidates in "
-                                f"{candidates} are {sampling.describe()}; make the random sets with the same "
-                                f"--frames and --size")
-    randoms = [s for s in clipsets.list_sets(random) if s.role == "random"]
-    if len(randoms) < 2:
-        raise VtcavError(f"{random}: needs at least 2 sets of role 'random' (vt-concepts random), "
-                         f"has {len(randoms)}")
+    randoms = random_sets(random, candidates)
     names = []
     with ClipSetWriter(out, sampling, TOOL, provenance) as writer:
         for position, cluster in enumerate(clusters):
@@ -148,6 +153,20 @@ def write_concepts(out: str | Path, candidates: str, set_name: str, clusters: li
         for info in randoms:
             _copy_random_set(writer, random, info)
     return names
+
+
+def random_sets(random: str, candidates: str) -> list[clipsets.SetInfo]:
+    """The random sets of ``random``: at least two, with the candidates' clip length and size."""
+    sampling, random_sampling = clipsets.file_sampling(candidates), clipsets.file_sampling(random)
+    if (random_sampling.frames, random_sampling.size) != (sampling.frames, sampling.size):
+        raise IncompatibleError(f"{random}: random clips are {random_sampling.describe()}, the candidates in "
+                                f"{candidates} are {sampling.describe()}; make the random sets with the same "
+                                f"--frames and --size")
+    randoms = [s for s in clipsets.list_sets(random) if s.role == "random"]
+    if len(randoms) < 2:
+        raise VtcavError(f"{random}: needs at least 2 sets of role 'random' (vt-concepts random), "
+                         f"has {len(randoms)}")
+    return randoms
 
 
 def _copy_random_set(writer: ClipSetWriter, path: str, info: clipsets.SetInfo) -> None:
@@ -176,8 +195,10 @@ def rank_concepts(loaded: LoadedModel, concepts_file: str, concepts: list[str], 
     with Embeddings(acts_path) as acts, Embeddings(grads_path) as grads:
         randoms = sorted(s.name for s in acts.sets() if s.role == "random")
         tasks = plan(concepts, randoms, [], 0)
-        rows = {name: acts.flat(name, layer) for name in concepts + randoms}
-        fitted = _fit_quietly(rows, tasks, options)
+        names = concepts + randoms
+        rows, counts = acts.stack_flat(names, layer)
+        fitted = _fit_quietly(rows, dict(zip(names, counts)), tasks, options)
+        del rows
         with h5io.create(work_dir / "cavs.h5", "cavs", TOOL,
                          {"model": acts.provenance.get("model"), "input": acts.provenance.get("input"),
                           "layers": [layer], "classifier": options.classifier, "seed": options.seed,
@@ -194,11 +215,12 @@ def rank_concepts(loaded: LoadedModel, concepts_file: str, concepts: list[str], 
     return _ranking(results, concepts_file, n_inputs)
 
 
-def _fit_quietly(rows: dict[str, np.ndarray], tasks: list, options: DiscoverOptions) -> dict[str, np.ndarray]:
+def _fit_quietly(rows: np.ndarray, counts: dict[str, int], tasks: list, options: DiscoverOptions
+                 ) -> dict[str, np.ndarray]:
     """fit_layer, with scikit-learn's per-fit convergence warnings summed up in one line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        fitted = fit_layer(rows, tasks, options.classifier, options.seed, 0)
+        fitted = fit_layer(rows, counts, tasks, options.classifier, options.seed, 0)
     unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     if unconverged:
         cli.warn(f"{unconverged} of {len(tasks)} CAV fits reached the iteration limit before converging")
@@ -226,13 +248,21 @@ def _ranking(results: list[dict], concepts_file: str, n_inputs: int) -> list[dic
 
 
 # --------------------------------------------------------------------------- the whole run
+def check_inputs(candidates: str, set_name: str, random: str, options: DiscoverOptions) -> clipsets.SetInfo:
+    """What can be refused before loading a model: options, the candidate set and its size, the random sets."""
+    options.check()
+    info = require_supervoxel_set(candidates, set_name)
+    check_enough_candidates(info.n, options, candidates)
+    random_sets(random, candidates)
+    return info
+
+
 def discover(loaded: LoadedModel, candidates: str, random: str, videos: str, target: str, out: str | Path,
              options: DiscoverOptions, set_name: str = CANDIDATE_SET, work_dir: str | Path | None = None
              ) -> DiscoverResult:
     """Cluster, write the concept file, rank; returns the concepts and their ranking."""
-    options.check()
+    info = check_inputs(candidates, set_name, random, options)
     loaded.class_index(target)
-    info = require_supervoxel_set(candidates, set_name)
     with clipsets.open_clipset(candidates) as handle:
         segmentation = SegmentParams.from_dict(h5io.provenance(handle).get("segmentation") or {}, candidates)
     embedder = Embedder(loaded, options.layer, options.grid, options.batch_size)

@@ -36,7 +36,6 @@ from .. import cli, clipsets, h5io
 from ..errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel
 from ..records import VideoLabel, read_jsonl
-from .candidates import TOOL
 from .features import Embedder
 from .supervoxels import SegmentParams, compose, load_volume, video_candidates
 

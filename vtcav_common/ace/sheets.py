@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 
 from .. import cli, clipsets
-from ..models.base import temporal_indices
 
 GAP = 2            # pixels between tiles
 HEADER = 18        # pixels of the header line (at scale 1)
@@ -25,6 +24,8 @@ BACKGROUND = 255
 
 def contact_sheet(clips: np.ndarray, title: str, frames: int = 4, scale: int = 2) -> np.ndarray:
     """``rows x frames`` tiles of ``clips`` (n x T x H x W x 3 RGB) under a title; RGB uint8."""
+    from ..models.base import temporal_indices  # here: the models package pulls in torchvision (seconds)
+
     n, t, h, w, _ = clips.shape
     columns = temporal_indices(t, min(frames, t))
     tile_h, tile_w = h * scale, w * scale

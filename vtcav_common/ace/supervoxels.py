@@ -31,7 +31,6 @@ import numpy as np
 from .. import video
 from ..concepts import context_window, crop_resize
 from ..errors import UsageError, VtcavError
-from ..models.base import temporal_indices
 
 DEFAULT_RESOLUTIONS = (15, 50, 80)
 DEFAULT_FILL = 117          # ACE's grey: close to the usual normalisation means (0.45 x 255)
@@ -113,6 +112,8 @@ def parse_resolutions(text: str) -> tuple[int, ...]:
 
 def load_volume(path: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """``frames`` frames spread uniformly over the video (``T x H x W x 3`` RGB) and their indices."""
+    from ..models.base import temporal_indices  # here: the models package pulls in torchvision (seconds)
+
     count = video.probe(path).frames
     if count > 0:
         indices = temporal_indices(count, frames)
