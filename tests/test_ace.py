@@ -8,6 +8,7 @@ and adding / removing the top-ranked concepts must matter more than the least-ra
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -25,7 +26,8 @@ SEED = 7
 TARGET = "right"
 LAYER = "block2"
 MODEL = "vtcav_common.models.tiny:motion_c3d"
-CLASSIFIER = WEIGHTS / "classifier.pt"
+# Another checkpoint of the same factory can be tested with VTCAV_TEST_CLASSIFIER=path.
+CLASSIFIER = Path(os.environ.get("VTCAV_TEST_CLASSIFIER", WEIGHTS / "classifier.pt"))
 TEST_OFFSET = 10_000  # synth.generate_world numbers held-out videos from here
 
 
