@@ -88,7 +88,7 @@ def _reference(weights: Path, clips: np.ndarray, k: int):
     h1 = model.block1(x)
     h2 = model.block2(h1)
     h3 = model.block3(h2)
-    logits = model.head(model.pool(h3).flatten(1))
+    logits = model.head(model.pool(model.block4(h3)).flatten(1))
     g2, g3 = torch.autograd.grad(logits[:, k].sum(), [h2, h3])
     return logits.detach(), {"block2": h2.detach(), "block3": h3.detach()}, {"block2": g2, "block3": g3}
 

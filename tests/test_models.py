@@ -124,7 +124,7 @@ def test_wrong_number_of_classes_is_refused(tmp_path):
     weights = tmp_path / "five.pt"
     torch.save(motion_c3d(num_classes=5).state_dict(), weights)
     code, err = run_inprocess("--model", TINY, "--weights", weights, "--list-layers")
-    assert code == 1 and "head.weight (5, 48) vs (4, 48) expected" in err
+    assert code == 1 and "head.weight (5, 64) vs (4, 64) expected" in err
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\n")
     torch.save(motion_c3d().state_dict(), weights)

@@ -13,9 +13,15 @@ factory (see docs/models.md).
 
 Layout: input ``N x 3 x 16 x 64 x 64``;
 ``block1`` 16 x 16 x 32 x 32 (space halved), ``block2`` 32 x 8 x 16 x 16 (time and
-space halved), ``block3`` 48 x 8 x 16 x 16 (no pooling: the deepest block keeps enough
-time and space for "ball moving right" to be a direction in its activations), global
-average pool, linear ``head`` to 4 logits.
+space halved), ``block3`` 48 x 8 x 16 x 16 (no pooling: it keeps enough time and space
+for "ball moving right" to be a direction in its activations), ``block4`` 64 x 4 x 8 x 8,
+global average pool, linear ``head`` to 4 logits.
+
+Why ``block4``: the gradient of a logit with respect to the block that feeds global
+pooling and a linear head is the same for every input (the head's weights, spread
+evenly), so TCAV's sign count there can only be 0 or 1. With ``block4`` on top, the
+blocks one explains (``block1..3``) have gradients that depend on the input, as in any
+real network's inner layers.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from ..synth import CLASSES
 from .base import InputSpec
 
 INPUT_SPEC = InputSpec(frames=16, size=(64, 64), mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25))
-WIDTHS = (16, 32, 48)
+WIDTHS = (16, 32, 48, 64)
 
 
 def _block(c_in: int, c_out: int, kernel, stride) -> nn.Sequential:
@@ -36,22 +42,23 @@ def _block(c_in: int, c_out: int, kernel, stride) -> nn.Sequential:
 
 
 class MotionC3D(nn.Module):
-    """Conv3d-BN-ReLU x 3 (``block1..3``), global average pool, linear ``head``."""
+    """Conv3d-BN-ReLU x 4 (``block1..4``), global average pool, linear ``head``."""
 
-    def __init__(self, num_classes: int = len(CLASSES), widths: tuple[int, int, int] = WIDTHS):
+    def __init__(self, num_classes: int = len(CLASSES), widths: tuple[int, int, int, int] = WIDTHS):
         super().__init__()
-        w1, w2, w3 = widths
+        w1, w2, w3, w4 = widths
         self.block1 = _block(3, w1, (3, 5, 5), (1, 2, 2))
         self.block2 = _block(w1, w2, (3, 3, 3), (2, 2, 2))
         self.block3 = _block(w2, w3, (3, 3, 3), (1, 1, 1))
+        self.block4 = _block(w3, w4, (3, 3, 3), (2, 2, 2))
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Linear(w3, num_classes)
+        self.head = nn.Linear(w4, num_classes)
         # What load_model reads from any factory's module (the user may override both).
         self.vtcav_input_spec = INPUT_SPEC
         self.vtcav_class_names = list(CLASSES[:num_classes])
 
     def forward(self, x):
-        x = self.block3(self.block2(self.block1(x)))
+        x = self.block4(self.block3(self.block2(self.block1(x))))
         return self.head(self.pool(x).flatten(1))
 
 
