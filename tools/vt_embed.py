@@ -67,6 +67,8 @@ def main_command(
     dtype: str = typer.Option("float16", "--dtype", help="Storage type of activations: float16 or float32."),
     grad_dtype: str = typer.Option("float32", "--grad-dtype", help="Storage type of gradients."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward/backward pass."),
+    compress: bool = typer.Option(False, "--compress", help="gzip the arrays (smaller files, slower to write "
+                                                            "and to read back)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
@@ -104,7 +106,7 @@ def main_command(
             raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
         input_sets = clipset_inputs(inputs, sets)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
-                    batch_size=batch_size, seed=seed, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+                    batch_size=batch_size, seed=seed, compress=compress, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
 

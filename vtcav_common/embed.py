@@ -236,7 +236,7 @@ class SetSink:
     """Writes one set's rows batch by batch; it holds no data between writes."""
 
     def __init__(self, group: h5py.Group, input_set: InputSet, layers: dict[str, LayerInfo], num_classes: int,
-                 dtype: np.dtype, grad_dtype: np.dtype | None, batch_size: int):
+                 dtype: np.dtype, grad_dtype: np.dtype | None, batch_size: int, compress: bool = False):
         n = input_set.n
         self.name, self.n, self.written = input_set.name, n, 0
         self.dtype, self.grad_dtype = dtype, grad_dtype
@@ -245,10 +245,10 @@ class SetSink:
                        if input_set.has_labels else None)
         self.logits = h5io.dataset(group, "logits", shape=(n, num_classes), dtype=np.float32,
                                    chunks=(max(1, min(n, 4096)), num_classes) if n else None)
-        self.acts = {name: _array(group.require_group("acts"), name, n, info.shape, dtype, batch_size)
+        self.acts = {name: _array(group.require_group("acts"), name, n, info.shape, dtype, batch_size, compress)
                      for name, info in layers.items()}
         self.grads = None if grad_dtype is None else {
-            name: _array(group.require_group("grads"), name, n, info.shape, grad_dtype, batch_size)
+            name: _array(group.require_group("grads"), name, n, info.shape, grad_dtype, batch_size, compress)
             for name, info in layers.items()}
 
     def write(self, batch: InputBatch, result: BatchResult) -> None:
@@ -271,27 +271,39 @@ class SetSink:
             raise VtcavError(f"set '{self.name}': wrote {self.written} of {self.n} clips")
 
 
-def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int) -> h5py.Dataset:
-    """A dataset whose chunks never span two batches, so each chunk is compressed once."""
+def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int,
+           compress: bool = False) -> h5py.Dataset:
+    """A dataset whose chunks never span two batches, so each chunk is written (and compressed) once.
+
+    Uncompressed by default: activations are read back whole by vt-cav and vt-score, and
+    gzip costs more time (writing and reading) than the model's forward pass on small models.
+    """
     if n == 0:  # an empty set: nothing to chunk or compress
         dataset = h5io.dataset(group, h5_name(layer), shape=(0, *shape), dtype=dtype)
     else:
         row_bytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         rows = max(1, min(n, batch_size, CHUNK_BYTES // row_bytes))
+        packing = dict(compression="gzip", compression_opts=1, shuffle=True) if compress else dict(compression=None)
         dataset = h5io.dataset(group, h5_name(layer), shape=(n, *shape), dtype=dtype, chunks=(rows, *shape),
-                               compression="gzip", compression_opts=1, shuffle=True)
+                               **packing)
     dataset.attrs["name"] = layer
     return dataset
 
 
 def _cast(values: np.ndarray, dtype, layer: str, what: str) -> np.ndarray:
-    """Cast for storage; refuse silent overflow to inf (float16 tops out at 65504)."""
-    with np.errstate(over="ignore"):
-        cast = values.astype(dtype, copy=False)
-    if dtype == np.float16 and not np.isfinite(cast).all() and np.isfinite(values).all():
+    """Cast for storage; refuse silent overflow to inf (float16 tops out at 65504).
+
+    The cast runs in torch: numpy's float32 -> float16 conversion is scalar and was the
+    slowest part of writing activations.
+    """
+    if values.dtype == dtype:
+        return values
+    source = torch.from_numpy(np.ascontiguousarray(values))
+    cast = source.to(torch.float16 if dtype == np.float16 else torch.float32)
+    if dtype == np.float16 and not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(source).all()):
         raise VtcavError(f"layer {layer}: {what} exceed the float16 range (max |x| = "
-                         f"{np.abs(values).max():.4g}); use --dtype float32")
-    return cast
+                         f"{float(source.abs().max()):.4g}); use --dtype float32")
+    return cast.numpy()
 
 
 def write_layer_table(handle: h5py.File, layers: dict[str, LayerInfo]) -> None:
@@ -309,7 +321,8 @@ def write_layer_table(handle: h5py.File, layers: dict[str, LayerInfo]) -> None:
 # --------------------------------------------------------------------------- the whole run
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
-          batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL) -> dict:
+          batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
+          compress: bool = False) -> dict:
     """Compute and write the embeddings file; returns a small summary."""
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise UsageError(f"--dtype/--grad-dtype must be one of {', '.join(DTYPES)}")
@@ -344,7 +357,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
             group = sets_group.create_group(input_set.name, track_order=True)
             group.attrs["kind"], group.attrs["role"], group.attrs["n"] = input_set.kind, input_set.role, input_set.n
             sink = SetSink(group, input_set, infos, len(loaded.class_names), DTYPES[dtype],
-                           DTYPES[grad_dtype] if target_index is not None else None, batch_size)
+                           DTYPES[grad_dtype] if target_index is not None else None, batch_size, compress)
             batches = cli.progress(input_set.batches(batch_size), total=-(-input_set.n // batch_size),
                                    description=f"{input_set.name}")
             for batch in batches:

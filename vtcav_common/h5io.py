@@ -78,7 +78,9 @@ def dataset(group: h5py.Group, name: str, data: np.ndarray | None = None, **kwar
     """Create a dataset without timestamps (reproducible bytes), compressed when large."""
     kwargs.setdefault("track_times", False)
     shape = kwargs.get("shape", None if data is None else np.shape(data))
-    if shape is not None and int(np.prod(shape)) * 4 > 1 << 16 and "compression" not in kwargs:
+    if kwargs.get("compression", "auto") is None:
+        kwargs.pop("compression")
+    elif shape is not None and int(np.prod(shape)) * 4 > 1 << 16 and "compression" not in kwargs:
         kwargs["compression"] = "gzip"
         kwargs["compression_opts"] = 4
         kwargs.setdefault("shuffle", True)
