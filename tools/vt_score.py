@@ -35,7 +35,9 @@ def score(
     output: str = typer.Option("-", "-o", "--output", help="JSONL output ('-' for stdout)."),
     set_name: str = typer.Option("", "--set", help="Set of inputs in the gradients file (default: the one with gradients)."),
     permute_gradients: bool = typer.Option(False, "--permute-gradients",
-                                           help="Negative control: shuffle each input's gradient features."),
+                                           help="Negative control: shuffle each input's gradient features and "
+                                                "flip their signs at random (the expected derivative along any "
+                                                "CAV is then zero)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --permute-gradients."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
     version: bool = cli.version_option(),

@@ -34,8 +34,15 @@ def tcav_scores(derivatives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def permute_features(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A negative control: each input's gradient with its features shuffled."""
-    return np.stack([row[rng.permutation(row.shape[0])] for row in batch])
+    """A negative control: each input's gradient with its features shuffled and their signs
+    flipped at random.
+
+    Shuffling alone keeps the gradient's mean, and CAVs of ReLU activations share a mean
+    direction, so plain shuffling still scores "consistently positive"; random signs make
+    the expected derivative zero, as a gradient unrelated to the concept should.
+    """
+    signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=batch.shape)
+    return np.stack([row[rng.permutation(row.shape[0])] for row in batch]) * signs
 
 
 class ConstancyCheck:
