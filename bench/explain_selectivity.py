@@ -2,7 +2,7 @@
 """Motion selectivity of plain vs selective relevance on the synthetic motion world.
 
     .venv/bin/python bench/explain_selectivity.py --weights weights/classifier.pt \
-        --test-per-class 10 --seed 0 --sigmas 0.5,1,2 --methods gradcam:block3,gradient,gradxinput --by-class
+        --test-per-class 10 --seed 0 --sigmas 0.5,1,2 --methods gradcam:block1,gradient,gradxinput --by-class
 
 Renders a held-out world with ``vt-synth``'s generator into a temporary folder, explains
 every video (target = its true label) with each method, and prints, per method, the mean
@@ -61,7 +61,7 @@ def main() -> None:
                                                              "from shell/train_classifier.py's training)")
     parser.add_argument("--test-per-class", type=int, default=10)
     parser.add_argument("--sigmas", default="0.5,1,2")
-    parser.add_argument("--methods", default="gradcam:block3,gradcam:block2,gradient,gradxinput",
+    parser.add_argument("--methods", default="gradcam:block1,gradcam:block3,gradient,gradxinput",
                         help="method[:layer], comma-separated")
     parser.add_argument("--motion-threshold", type=float, default=25.0)
     parser.add_argument("--world", default=None, help="use (or keep) the world in this folder")

@@ -160,7 +160,7 @@ def explained(tiny_world, tmp_path_factory):
         pytest.skip("weights/classifier.pt not trained yet")
     out = tmp_path_factory.mktemp("explain")
     result = run_cli("vt-explain", tiny_world / "labels.jsonl", "--split", "test", "--model", FACTORY,
-                     "--weights", CLASSIFIER, "--layer", "block3", "--selective", "1",
+                     "--weights", CLASSIFIER, "--layer", "block1", "--selective", "1",
                      "--gt", tiny_world / "gt.jsonl", "-o", out / "maps.h5", "--pictures", out / "pics", check=True)
     records = [json.loads(line) for line in result.stdout.splitlines()]
     return out, records
@@ -173,7 +173,7 @@ def test_outputs_records_maps_and_pictures(explained):
     assert all(r["target"] == r["predicted"] for r in records)          # default target: the prediction
     with h5io.open_file(out / "maps.h5", "relevance") as handle:
         provenance = h5io.provenance(handle)
-        assert provenance["method"] == "gradcam" and provenance["layer"] == "block3"
+        assert provenance["method"] == "gradcam" and provenance["layer"] == "block1"
         assert provenance["sigma"] == 1.0 and provenance["target_rule"] == "predicted"
         assert provenance["model"]["weights_sha256"] and provenance["input"]["frames"] == 16
         plain, selective = handle["plain"][()], handle["selective"][()]

@@ -29,7 +29,7 @@ app = cli.make_app(
          "pictures (PNG strip + overlay GIF/mp4) to `--pictures DIR`. See docs/explain.md.",
     epilog="Examples:\n\n"
            "    vt-explain world/labels.jsonl --split test --label right --weights weights/classifier.pt "
-           "--layer block3 --selective 1 -o maps.h5 --pictures pics/\n\n"
+           "--layer block1 --selective 1 -o maps.h5 --pictures pics/\n\n"
            "    vt-explain clip.mp4 --model r3d_18 --weights r3d_18.pth --target 'playing tennis' "
            "--layer layer4 --pictures pics/ > records.jsonl\n\n"
            "    vt-explain world/labels.jsonl --split test --weights weights/classifier.pt --method gradient "

@@ -26,7 +26,7 @@ resized to ``size``), and is returned on that grid as a non-negative
 Example::
 
     loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
-    explainer = Explainer(loaded, "gradcam", layer="block3")
+    explainer = Explainer(loaded, "gradcam", layer="block1")
     result = explainer(preprocess(clip[None], loaded.input_spec))   # clip: T x H x W x 3 uint8
     result.relevance.shape   # (16, 64, 64)
 """
