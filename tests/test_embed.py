@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from conftest import run_cli
-from vtcav_common import clipsets, embed as embed_module
+from vtcav_common import clipsets, h5io, embed as embed_module
 from vtcav_common.embed import BatchResult, InputBatch, InputSet, _cast, embed, h5_name
 from vtcav_common.errors import VtcavError
 from vtcav_common.models import load_model
@@ -254,3 +254,25 @@ def test_list_layers_needs_no_inputs_and_output_must_be_given(tiny_weights):
     assert run_inprocess("--help", stdout=out)[0] == 0
     assert "Examples" in out[-1] and "--list-layers" in out[-1]
     assert run_inprocess("--version", stdout=out)[0] == 0 and out[-1].startswith("vtcav ")
+
+
+def test_half_precision_forward_matches_fp32_and_is_recorded(tiny_weights, clips_file, tmp_path):
+    """--precision bf16 (the CUDA default; autocast also runs on the CPU) stays close to fp32,
+    and the file says which precision produced it."""
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.h5"
+        code, err = run_inprocess(str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
+                                  "block2", "--target", "right", "--precision", precision, "--dtype", "float32",
+                                  "-o", str(out), "-q")
+        assert code == 0, err
+        with h5io.open_file(out, "embeddings") as handle:
+            assert h5io.provenance(handle)["precision"] == precision
+            outputs[precision] = (handle["sets/ball_right/acts/block2"][()], handle["sets/ball_right/grads/block2"][()])
+    for full, half in zip(outputs["fp32"], outputs["bf16"]):
+        assert half.dtype == np.float32
+        relative = np.linalg.norm(half - full) / np.linalg.norm(full)
+        assert 0 < relative < 0.05     # different (it really ran in bf16), but close
+    code, err = run_inprocess(str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
+                              "block2", "--precision", "fp8", "-o", str(tmp_path / "x.h5"))
+    assert code == 2 and "--precision must be one of" in err

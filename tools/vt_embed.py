@@ -70,6 +70,10 @@ def main_command(
     compress: bool = typer.Option(False, "--compress", help="gzip the arrays (smaller files, slower to write "
                                                             "and to read back)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, bf16 or fp16. "
+                                       "Half precision runs the forward under autocast; the logit and "
+                                       "everything stored are fp32."),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
     size: Optional[int] = typer.Option(None, "--size", min=1, help="Override the model's frame size (square)."),
@@ -106,7 +110,7 @@ def main_command(
             raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
         input_sets = clipset_inputs(inputs, sets)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
-                    batch_size=batch_size, seed=seed, compress=compress, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+                    batch_size=batch_size, seed=seed, compress=compress, precision=precision, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
 

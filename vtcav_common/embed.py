@@ -180,13 +180,38 @@ def _parameters_frozen(module: torch.nn.Module):
             parameter.requires_grad_(flag)
 
 
-class LayerPass:
-    """Activations of ``layers`` (and gradients of the target logit) for a batch of clips."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-    def __init__(self, loaded: LoadedModel, layers: list[str], target_index: int | None = None):
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast on CUDA (fp16 where the GPU lacks bf16), fp32 on the CPU."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+class LayerPass:
+    """Activations of ``layers`` (and gradients of the target logit) for a batch of clips.
+
+    With ``precision`` bf16/fp16 the forward runs under autocast (convolutions and matmuls
+    in half precision, accumulating in fp32); the target logit is taken in fp32 before the
+    backward pass, and everything stored is widened to fp32 first.
+    """
+
+    def __init__(self, loaded: LoadedModel, layers: list[str], target_index: int | None = None,
+                 precision: str = "fp32"):
         self.loaded = loaded
         self.layers = layers
         self.target_index = target_index
+        self.precision = precision
+
+    def _autocast(self, device: torch.device):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def __call__(self, x: torch.Tensor) -> BatchResult:
         step = self.loaded.fixed_batch or len(x)
@@ -205,15 +230,16 @@ class LayerPass:
             x = torch.cat([x, padding])
         module = self.loaded.module
         if self.target_index is None:
-            with LayerRecorder(module, self.layers) as recorder, torch.no_grad():
+            with LayerRecorder(module, self.layers) as recorder, torch.no_grad(), self._autocast(x.device):
                 logits = _logits(module(x))
             acts = recorder.activations()
             return BatchResult(_numpy(logits, n), {k: _numpy(v, n) for k, v in acts.items()}, None)
         with _parameters_frozen(module), LayerRecorder(module, self.layers, keep_grad=True) as recorder, \
                 torch.enable_grad():
             # The input carries the graph, so activations need grad even without trainable parameters.
-            logits = _logits(module(x.detach().requires_grad_(True)))
-            logits[:n, self.target_index].sum().backward()
+            with self._autocast(x.device):
+                logits = _logits(module(x.detach().requires_grad_(True)))
+            logits[:n, self.target_index].float().sum().backward()
             acts = recorder.activations()
             try:
                 grads = recorder.gradients()
@@ -322,7 +348,7 @@ def write_layer_table(handle: h5py.File, layers: dict[str, LayerInfo]) -> None:
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
           batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
-          compress: bool = False) -> dict:
+          compress: bool = False, precision: str = "auto") -> dict:
     """Compute and write the embeddings file; returns a small summary."""
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise UsageError(f"--dtype/--grad-dtype must be one of {', '.join(DTYPES)}")
@@ -347,8 +373,10 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                   "target_index": target_index, "dtype": dtype,
                   "grad_dtype": grad_dtype if target_index is not None else None,
                   "inputs": inputs_name, "sets": names, "seed": seed}
-    layer_pass = LayerPass(loaded, layers, target_index)
     device = model_device(loaded.module)
+    precision = resolve_precision(precision, device)
+    provenance["precision"] = precision
+    layer_pass = LayerPass(loaded, layers, target_index, precision)
     total = 0
     with h5io.create(out, "embeddings", tool, provenance) as handle:
         write_layer_table(handle, infos)
