@@ -23,8 +23,7 @@ from vtcav_common.models.base import temporal_indices
 from vtcav_common.synth import generate_world, render_video
 
 SEED = 7
-TARGET = "right"
-LAYER = "block2"
+TARGET = "right"   # the class of the segmentation tests (the pipeline's is chosen from the classifier)
 MODEL = "vtcav_common.models.tiny:motion_c3d"
 # Another checkpoint of the same factory can be tested with VTCAV_TEST_CLASSIFIER=path.
 CLASSIFIER = Path(os.environ.get("VTCAV_TEST_CLASSIFIER", WEIGHTS / "classifier.pt"))
@@ -101,23 +100,47 @@ def test_candidate_clips_are_grey_outside_and_masks_map_back():
 
 
 # --------------------------------------------------------------------------- the pipeline
+def class_and_layer(fill: int = 117) -> tuple[str, str]:
+    """The class to explain and the layer to explain it at, for the classifier under test.
+
+    The class: the one the classifier finds least in an all-grey video. The faithfulness
+    check starts adding concepts from such a video; for a class the classifier already
+    predicts on grey (its default guess) adding concepts has nothing to recover.
+    The layer: the deepest block whose gradient depends on the input. The block that
+    feeds global pooling and the linear head has the same gradient for every video, so
+    its TCAV scores are all 0 or 1 (with the 3-block classifier that is block3).
+    """
+    import torch
+
+    from vtcav_common.models import load_model
+    from vtcav_common.models.base import preprocess
+
+    loaded = load_model(MODEL, str(CLASSIFIER))
+    grey = preprocess(np.full((1, 16, 64, 64, 3), fill, np.uint8), loaded.input_spec)
+    with torch.no_grad():
+        logits = loaded.module(grey)[0]
+    blocks = sorted(name for name in loaded.layer_names() if name.startswith("block") and "." not in name)
+    return loaded.class_names[int(logits.argmin())], blocks[-2]
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> dict[str, Path]:
     """A world, its candidates, random sets, discovered concepts, ranking and faithfulness."""
     needs_classifier()
+    target, layer = class_and_layer()
     root = tmp_path_factory.mktemp("ace")
     world = root / "world"
     generate_world(world, seed=SEED, train_per_class=4, test_per_class=3)
     labels = world / "labels.jsonl"
-    paths = {"root": root, "world": world, "labels": labels, "candidates": root / "cand.h5",
-             "random": root / "random.h5", "concepts": root / "concepts.h5", "ranking": root / "ranking.jsonl",
-             "work": root / "work", "faith": root / "faith.jsonl", "table": root / "faith.md",
+    paths = {"target": target, "layer": layer, "root": root, "world": world, "labels": labels,
+             "candidates": root / "cand.h5", "random": root / "random.h5", "concepts": root / "concepts.h5",
+             "ranking": root / "ranking.jsonl", "work": root / "work", "faith": root / "faith.jsonl", "table": root / "faith.md",
              "sheets": root / "sheets"}
-    ace("supervoxels", labels, "--label", TARGET, "--split", "train", "-o", paths["candidates"], check=True)
+    ace("supervoxels", labels, "--label", target, "--split", "train", "-o", paths["candidates"], check=True)
     run_cli("vt-concepts", "random", "--videos", labels, "--split", "train", "-R", "6", "--clips-per-set", "20",
             "-o", paths["random"], "--seed", "1", check=True)
     result = ace("discover", paths["candidates"], "--random", paths["random"], "--videos", labels,
-                 "--target", TARGET, "--layer", LAYER, "--k", "8", "--min-members", "4", "--max-members", "30",
+                 "--target", target, "--layer", layer, "--k", "8", "--min-members", "4", "--max-members", "30",
                  *model_args(), "-o", paths["concepts"], "--ranking", paths["ranking"],
                  "--work-dir", paths["work"], check=True)
     paths["discover_log"] = result.stderr
@@ -154,11 +177,11 @@ def test_concept_file_holds_concepts_and_random_sets(pipeline):
     assert [s.name for s in concepts] == [f"ace_{i:02d}" for i in range(len(concepts))]
     assert len(concepts) >= 3 and len(randoms) == 6
     for info in concepts:
-        assert info.kind == "supervoxel" and info.attrs["labels"] == [TARGET]
+        assert info.kind == "supervoxel" and info.attrs["labels"] == [pipeline["target"]]
         assert 4 <= info.n <= 30
         rows = read_rows(str(pipeline["concepts"]), info.name, [0, info.n - 1])
         assert rows.masks.shape == (2, 16, 64, 64) and rows.masks.any()
-        assert all(v.startswith(f"train_{TARGET}_") for v in rows.video_id)
+        assert all(v.startswith(f"train_{pipeline['target']}_") for v in rows.video_id)
 
 
 def test_ball_concept_ranks_above_the_background(pipeline):
@@ -223,7 +246,7 @@ def test_contact_sheets(pipeline):
 
 def test_candidates_are_reproducible_to_the_byte(pipeline, tmp_path):
     for name in ("a.h5", "b.h5"):
-        ace("supervoxels", pipeline["labels"], "--label", TARGET, "--split", "test", "--max-videos", "1",
+        ace("supervoxels", pipeline["labels"], "--label", pipeline["target"], "--split", "test", "--max-videos", "1",
             "--resolutions", "15,30", "-o", tmp_path / name, check=True)
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
@@ -231,22 +254,22 @@ def test_candidates_are_reproducible_to_the_byte(pipeline, tmp_path):
 # --------------------------------------------------------------------------- bad input
 def test_too_few_candidates_for_the_clusters_asked(pipeline):
     small = pipeline["root"] / "small.h5"
-    ace("supervoxels", pipeline["labels"], "--label", TARGET, "--split", "train", "--max-videos", "1",
+    ace("supervoxels", pipeline["labels"], "--label", pipeline["target"], "--split", "train", "--max-videos", "1",
         "--resolutions", "4", "-o", small, check=True)
     n = clipsets.get_set(small, "supervoxels").n
     result = ace("discover", small, "--random", pipeline["random"], "--videos", pipeline["labels"],
-                 "--target", TARGET, "--layer", LAYER, "--k", "50", *model_args(), "-o",
+                 "--target", pipeline["target"], "--layer", pipeline["layer"], "--k", "50", *model_args(), "-o",
                  pipeline["root"] / "never.h5")
     assert_one_line_error(result, f"{n} candidate supervoxels cannot make 50 clusters", "--k")
     assert len(result.stderr.strip().splitlines()) == 1, "refused before any work"
     assert not (pipeline["root"] / "never.h5").exists()
     result = ace("discover", small, "--random", pipeline["random"], "--videos", pipeline["labels"],
-                 "--target", TARGET, "--layer", LAYER, "--k", "2", "--min-members", str(n + 1), "--max-members",
-                 "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
+                 "--target", pipeline["target"], "--layer", pipeline["layer"], "--k", "2", "--min-members", str(n + 1),
+                 "--max-members", "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
     assert_one_line_error(result, f"{n} candidate supervoxels cannot fill a concept of --min-members {n + 1}")
     result = ace("discover", small, "--random", pipeline["random"], "--videos", pipeline["labels"],
-                 "--target", TARGET, "--layer", LAYER, "--k", "2", "--min-members", str(n), "--max-members",
-                 "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
+                 "--target", pipeline["target"], "--layer", pipeline["layer"], "--k", "2", "--min-members", str(n),
+                 "--max-members", "1000", *model_args(), "-o", pipeline["root"] / "never.h5")
     assert_one_line_error(result, f"no cluster has --min-members {n} candidates")
 
 
@@ -255,13 +278,13 @@ def test_bad_inputs_get_one_line_errors(pipeline, tmp_path):
     result = ace("supervoxels", labels, "--label", "sideways", "-o", tmp_path / "x.h5")
     assert_one_line_error(result, "no videos with label 'sideways'")
     assert result.returncode == 2
-    result = ace("supervoxels", labels, "--label", TARGET, "--split", "nope", "-o", tmp_path / "x.h5")
+    result = ace("supervoxels", labels, "--label", pipeline["target"], "--split", "nope", "-o", tmp_path / "x.h5")
     assert_one_line_error(result, "no videos", "'nope'")
     result = ace("discover", pipeline["random"], "--random", pipeline["random"], "--videos", labels,
-                 "--target", TARGET, "--layer", LAYER, *model_args(), "-o", tmp_path / "x.h5")
+                 "--target", pipeline["target"], "--layer", pipeline["layer"], *model_args(), "-o", tmp_path / "x.h5")
     assert_one_line_error(result, "no clip set 'supervoxels'")
     result = ace("discover", pipeline["candidates"], "--random", pipeline["candidates"], "--videos", labels,
-                 "--target", TARGET, "--layer", LAYER, *model_args(), "-o", tmp_path / "x.h5")
+                 "--target", pipeline["target"], "--layer", pipeline["layer"], *model_args(), "-o", tmp_path / "x.h5")
     assert_one_line_error(result, "needs at least 2 sets of role 'random'")
     bad_ranking = tmp_path / "ranking.jsonl"
     bad_ranking.write_text('{"concept": "ace_99", "rank": 1}\n')
