@@ -4,7 +4,7 @@
 #   shell/ace_demo.sh [OUT] [CLASSES]        e.g. shell/ace_demo.sh ace_out right,up
 #
 # Environment: VTCAV_VENV (default .venv), TRAIN / TEST videos per class (default 10 / 10),
-# K clusters (default 10), LAYER (default block2), R random sets (default 10), WEIGHTS (default
+# K clusters (default 10), LAYER (default block3), R random sets (default 10), WEIGHTS (default
 # weights/classifier.pt), SEED (default 3: a world the classifier, trained on seed 0, has never seen).
 # Writes OUT/world, and per class OUT/CLASS/{cand.h5, concepts.h5, ranking.jsonl, faith.jsonl,
 # faith.md, sheets/*.png}; prints the faithfulness tables on stderr.
@@ -13,7 +13,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-ace_out}
 classes=${2:-right}
 bin=${VTCAV_VENV:-$repo/.venv}/bin
-train=${TRAIN:-10}; test=${TEST:-10}; k=${K:-10}; layer=${LAYER:-block2}; sets=${R:-10}; seed=${SEED:-3}
+train=${TRAIN:-10}; test=${TEST:-10}; k=${K:-10}; layer=${LAYER:-block3}; sets=${R:-10}; seed=${SEED:-3}
 model=(--model vtcav_common.models.tiny:motion_c3d --weights "${WEIGHTS:-$repo/weights/classifier.pt}")
 export YOLO_OFFLINE=1 MPLBACKEND=Agg MPLCONFIGDIR=${MPLCONFIGDIR:-$(mktemp -d)}
 

@@ -134,7 +134,8 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
     labels = world / "labels.jsonl"
     paths = {"target": target, "layer": layer, "root": root, "world": world, "labels": labels,
              "candidates": root / "cand.h5", "random": root / "random.h5", "concepts": root / "concepts.h5",
-             "ranking": root / "ranking.jsonl", "work": root / "work", "faith": root / "faith.jsonl", "table": root / "faith.md",
+             "ranking": root / "ranking.jsonl", "work": root / "work", "faith": root / "faith.jsonl",
+             "table": root / "faith.md",
              "sheets": root / "sheets"}
     ace("supervoxels", labels, "--label", target, "--split", "train", "-o", paths["candidates"], check=True)
     run_cli("vt-concepts", "random", "--videos", labels, "--split", "train", "-R", "6", "--clips-per-set", "20",

@@ -29,7 +29,7 @@ app = cli.make_app(
            "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
            "    vt-concepts random --videos world/labels.jsonl --split train -R 10 -o random.h5\n\n"
            "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right "
-           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt --layer block2 "
+           "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt --layer block3 "
            "-o concepts.h5 --ranking ranking.jsonl\n\n"
            "    vt-ace faithfulness concepts.h5 ranking.jsonl --videos world/labels.jsonl --split test "
            "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt > faith.jsonl\n\n"
@@ -87,8 +87,9 @@ def supervoxels(
 @app.command(epilog="Example:\n\n"
                     "    vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right \\\n"
                     "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
-                    "        --layer block2 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
-                    "Then, with the tools: vt-embed concepts.h5 --layers block2 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
+                    "        --layer block3 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
+                    "Then, with the tools:\n\n"
+                    "    vt-embed concepts.h5 --layers block3 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
 def discover(
     candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
     random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
@@ -106,8 +107,10 @@ def discover(
                                                       "(0 = full activations)."),
     split: Optional[str] = typer.Option("train", "--split", help="Split of the class's videos for the gradients "
                                                                  "('' for all)."),
-    classifier: str = typer.Option("sgd", "--classifier", help="CAV classifier: sgd (the TCAV reference), logistic or mean (FastCAV)."),
-    correction: str = typer.Option("bonferroni", "--correction", help="Multiple-testing correction: bonferroni, holm, bh or none."),
+    classifier: str = typer.Option("sgd", "--classifier",
+                                   help="CAV classifier: sgd (the TCAV reference), logistic or mean (FastCAV)."),
+    correction: str = typer.Option("bonferroni", "--correction",
+                                   help="Multiple-testing correction: bonferroni, holm, bh or none."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep acts.h5, grads.h5 and cavs.h5 here."),

@@ -16,7 +16,7 @@
 Example::
 
     result = discover(loaded, "cand.h5", "random.h5", "world/labels.jsonl", target="right",
-                      out="concepts.h5", options=DiscoverOptions(layer="block2", k=8))
+                      out="concepts.h5", options=DiscoverOptions(layer="block3", k=8))
     result.ranking[0]  # {"rank": 1, "concept": "ace_03", "tcav_mean": 0.93, "p": ..., ...}
 """
 
