@@ -35,18 +35,6 @@ app = cli.make_app(
 )
 
 
-def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise cli.UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
-    if len(values) != 3:
-        raise cli.UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
-    return values
-
-
 @app.command()
 def main_command(
     inputs: Optional[str] = typer.Argument(None, help="Clip-set HDF5 (vt-concepts), or a labels manifest "
@@ -92,7 +80,7 @@ def main_command(
         raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=size,
-                        mean=_floats(mean, "--mean"), std=_floats(std, "--std"), device=device)
+                        mean=cli.parse_rgb(mean, "--mean"), std=cli.parse_rgb(std, "--std"), device=device)
     if list_layers:
         _print_layers(loaded, all_layers)
         return

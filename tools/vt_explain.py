@@ -40,18 +40,6 @@ app = cli.make_app(
 )
 
 
-def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise cli.UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
-    if len(values) != 3:
-        raise cli.UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
-    return values
-
-
 def _grid(text: Optional[str]) -> Optional[tuple[int, int, int]]:
     if text is None:
         return None
@@ -131,7 +119,7 @@ def main_command(
     videos = gather_videos(inputs, labels, split)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=size,
-                        mean=_floats(mean, "--mean"), std=_floats(std, "--std"), device=device)
+                        mean=cli.parse_rgb(mean, "--mean"), std=cli.parse_rgb(std, "--std"), device=device)
     with cli.open_text_output(cli.STDIO) as records:
         summary = explain_videos(loaded, videos, output, options, records)
     shares = summary["mean_share"]

@@ -193,6 +193,19 @@ def read_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+def parse_rgb(text: str | None, option: str) -> list[float] | None:
+    """``"0.45,0.45,0.45"`` -> three floats (per-channel mean or std), or a usage error."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
+    if len(values) != 3:
+        raise UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
+    return values
+
+
 def display_name(path: str) -> str:
     return "<stdin>" if path == STDIO else str(path)
 

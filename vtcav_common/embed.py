@@ -45,7 +45,7 @@ from . import cli, h5io
 from .errors import UsageError, VtcavError
 from .models.base import LayerRecorder, LoadedModel, preprocess, temporal_indices
 from .models.layers import LayerInfo, describe_layers, model_device, resolve_layers
-from .records import read_manifest
+from .records import filter_manifest, read_manifest
 from .video import probe, read_frames, read_video
 
 TOOL = "vt-embed"
@@ -114,19 +114,7 @@ def _clip_batches(path: str, name: str) -> Callable[[int], Iterator[InputBatch]]
 def manifest_inputs(path: str, frames: int, labels: list[str], split: str | None,
                     name: str = MANIFEST_SET) -> list[InputSet]:
     """The videos of a labels manifest (filtered by label and split) as one set."""
-    videos = read_manifest(path)
-    if labels:
-        known = {v.label for v in videos}
-        unknown = [label for label in labels if label not in known]
-        if unknown:
-            raise UsageError(f"{cli.display_name(path)}: no videos with label(s) {', '.join(unknown)} "
-                             f"(labels: {', '.join(sorted(known))})")
-        videos = [v for v in videos if v.label in labels]
-    if split:
-        videos = [v for v in videos if v.split == split]
-        if not videos:
-            raise UsageError(f"{cli.display_name(path)}: no videos in split '{split}'"
-                             f"{' with the chosen labels' if labels else ''}")
+    videos = filter_manifest(read_manifest(path), labels, split, cli.display_name(path))
 
     def batches(batch_size: int) -> Iterator[InputBatch]:
         for start in range(0, len(videos), batch_size):

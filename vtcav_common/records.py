@@ -154,3 +154,24 @@ def read_manifest(path: str) -> list[VideoLabel]:
 
 def looks_like_manifest(path: str) -> bool:
     return path.endswith(".jsonl")
+
+
+def filter_manifest(videos: list, labels: list[str], split: str | None, name: str) -> list:
+    """Keep the manifest entries with one of ``labels`` (all if empty) in ``split`` (all if None).
+
+    An unknown label, or a split with no videos left, is a usage error naming the manifest.
+    """
+    from .errors import UsageError
+
+    if labels:
+        known = {v.label for v in videos}
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise UsageError(f"{name}: no videos with label(s) {', '.join(unknown)} "
+                             f"(labels: {', '.join(sorted(known))})")
+        videos = [v for v in videos if v.label in labels]
+    if split:
+        videos = [v for v in videos if v.split == split]
+        if not videos:
+            raise UsageError(f"{name}: no videos in split '{split}'{' with the chosen labels' if labels else ''}")
+    return videos

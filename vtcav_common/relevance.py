@@ -49,7 +49,7 @@ from . import cli, h5io, overlay
 from .errors import UsageError, VtcavError
 from .models.base import LayerRecorder, LoadedModel, preprocess
 from .models.layers import LayerInfo, default_layers, describe_layers, model_device, resolve_layers
-from .records import looks_like_manifest, read_manifest
+from .records import filter_manifest, looks_like_manifest, read_manifest
 from .selective import (MassCounter, SampledVideo, box_mask, read_moving_boxes, sample_with_motion,
                         selective_filter)
 from .video import find_videos, iter_frames, probe
@@ -289,17 +289,7 @@ def gather_videos(inputs: list[str], labels: list[str], split: str | None) -> li
 
 
 def _filtered(entries, labels: list[str], split: str | None, name: str) -> list[VideoItem]:
-    if labels:
-        known = {e.label for e in entries}
-        unknown = [label for label in labels if label not in known]
-        if unknown:
-            raise UsageError(f"{name}: no videos with label(s) {', '.join(unknown)} "
-                             f"(labels: {', '.join(sorted(known))})")
-        entries = [e for e in entries if e.label in labels]
-    if split:
-        entries = [e for e in entries if e.split == split]
-        if not entries:
-            raise UsageError(f"{name}: no videos in split '{split}'{' with the chosen labels' if labels else ''}")
+    entries = filter_manifest(entries, labels, split, name)
     return [VideoItem(e.video_id, e.path, e.label) for e in entries]
 
 
