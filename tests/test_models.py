@@ -263,7 +263,7 @@ def test_list_layers(tmp_path):
     usual = out[-1]
     lines = usual.strip().splitlines()
     assert lines[0].startswith("# name")
-    assert [line.split()[0] for line in lines[1:]] == ["block1", "block2", "block3", "pool", "head"]
+    assert [line.split()[0] for line in lines[1:]] == ["block1", "block2", "block3", "block4", "pool", "head"]
     assert "48x8x16x16" in usual
     assert run_inprocess("--model", TINY, "--weights", weights, "--list-layers", "--all", stdout=out)[0] == 0
     every = out[-1]
