@@ -92,7 +92,8 @@ def fit_layer(rows: np.ndarray, counts: dict[str, int], tasks: list[CAVTask], cl
 
 def write_layer(handle, layer: str, tasks: list[CAVTask], fitted: dict[str, np.ndarray]) -> None:
     group = handle.require_group("layers").create_group(layer)
-    h5io.dataset(group, "vectors", fitted["vectors"], chunks=(1, fitted["vectors"].shape[1]))
+    # Unit vectors of floats do not compress: gzip only cost time here.
+    h5io.dataset(group, "vectors", fitted["vectors"], chunks=(1, fitted["vectors"].shape[1]), compression=None)
     h5io.string_dataset(group, "concept", [t.concept for t in tasks])
     h5io.string_dataset(group, "against", [t.against for t in tasks])
     h5io.string_dataset(group, "kind", [t.kind for t in tasks])
