@@ -10,7 +10,7 @@ import typer
 from vtcav_common import cli, h5io
 from vtcav_common.cav import CLASSIFIERS
 from vtcav_common.cavs_file import fit_layer, plan, write_layer
-from vtcav_common.embeddings import Embeddings, require_same_model
+from vtcav_common.embeddings import MODEL_KEYS, Embeddings, require_same_model
 
 app = cli.make_app(
     "vt-cav",
@@ -86,7 +86,7 @@ def cav(
         tasks = plan(concept_names, randoms, pairs, relative_resamples or len(randoms))
         used = sorted({t.concept for t in tasks} | {t.against for t in tasks})
 
-        provenance = {key: first.provenance.get(key) for key in ("model", "input")}
+        provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
         provenance.update(layers=chosen_layers, classifier=classifier, seed=seed,
                           sources=[str(p) for p in embeddings], concepts=concept_names, randoms=randoms,
                           relative=[list(p) for p in pairs])

@@ -13,7 +13,6 @@ all of them the same behaviour (after csvkit's ``cli.py``):
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import sys
@@ -208,10 +207,3 @@ def parse_rgb(text: str | None, option: str) -> list[float] | None:
 
 def display_name(path: str) -> str:
     return "<stdin>" if path == STDIO else str(path)
-
-
-def is_tty_stdout() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, io.UnsupportedOperation):
-        return False

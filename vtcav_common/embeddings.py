@@ -74,8 +74,7 @@ class Embeddings:
 
     def flat(self, set_name: str, layer: str, what: str = "acts") -> np.ndarray:
         """``N x D`` float32 activations (or gradients) of one set at one layer."""
-        data = self._dataset(set_name, what, layer)[()]
-        return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
+        return self.stack_flat([set_name], layer, what)[0]
 
     def stack_flat(self, set_names: list[str], layer: str, what: str = "acts") -> tuple[np.ndarray, list[int]]:
         """Several sets' rows in one ``M x D`` float32 array, read straight into place.

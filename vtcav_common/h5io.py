@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .cli import atomic_path
-from .errors import IncompatibleError, VtcavError
+from .errors import VtcavError
 
 SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
 
@@ -94,18 +94,3 @@ def string_dataset(group: h5py.Group, name: str, values: list[str]) -> h5py.Data
 
 def read_strings(ds: h5py.Dataset) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
-
-
-def require_same(what: str, keys: list[str], first: tuple[str, dict], second: tuple[str, dict]) -> None:
-    """Refuse to combine two files whose provenance differs on ``keys``."""
-    (name_a, prov_a), (name_b, prov_b) = first, second
-    for key in keys:
-        if prov_a.get(key) != prov_b.get(key):
-            raise IncompatibleError(
-                f"{name_b}: {what} from a different {key} than {name_a} "
-                f"({_short(prov_b.get(key))} vs {_short(prov_a.get(key))}); refusing to combine")
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 60 else text[:57] + "..."
