@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from .cli import display_name, open_text_input, read_lines
+from .files import display_name, open_text_input, read_lines
 from .errors import VtcavError
 
 DETECTION_FIELDS = ("video_id", "video", "frame", "time", "track_id", "class_id", "class_name",
