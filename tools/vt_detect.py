@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import typer
 
 from vtcav_common import cli
+from vtcav_common import shard as sharding
 from vtcav_common.detect import TRACKERS, DetectSettings, Detector, check_video, collect_sources
 from vtcav_common.records import write_records
 
@@ -53,6 +55,7 @@ def detect(
     device: str = typer.Option("cpu", "--device", help="cpu, or a CUDA device such as 0."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="A video with no detection only warns "
                                                                   "(default: it is an error, exit 1)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or summary on stderr."),
     version: bool = cli.version_option(),
 ) -> None:
@@ -60,6 +63,11 @@ def detect(
     settings = DetectSettings(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch, stride=stride,
                               tracker=tracker.lower(), classes=classes)
     sources = collect_sources(inputs)
+    part = sharding.parse_shard(shard)
+    sharding.require_file_output(part, output)
+    if part is not None:  # a contiguous block of the videos in input order; FILE.shard.json says which
+        identity = part.identity({"videos": len(sources)})
+        sources = part.take(sources)
     detector = Detector.load(model, settings)
     infos = [check_video(source) for source in sources]  # every video readable before any record is written
 
@@ -77,9 +85,20 @@ def detect(
             names = ", ".join(str(s.path) for s in empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
             raise cli.VtcavError(f"no detections in {len(empty)} video(s): {names} "
                                  f"(--allow-empty to accept, or lower --conf)")
+    if part is not None:
+        sharding.write_sidecar(output, "detections", "vt-detect",
+                               sharding.detect_provenance(model, settings, inputs), identity)
     seconds = time.perf_counter() - started
     cli.info(f"vt-detect: {total} detections in {len(sources)} video(s), {detector.frames_done} frames, "
              f"{detector.frames_done / max(seconds, 1e-9):.0f} frames/s")
 
 
-main = cli.entry(app, "vt-detect")
+def main() -> None:
+    """``vt-detect [OPTIONS] INPUT...`` detects; ``vt-detect import ...`` converts other tools' tracks."""
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "import":
+        from tools import vt_detect_import
+        vt_detect_import.main(sys.argv[2:])
+        return
+    cli.run(app, "vt-detect")

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from vtcav_common import cli
+from vtcav_common import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
 from vtcav_common.models.layers import default_layers, describe_layers, format_table, parse_layer_list
@@ -72,6 +73,7 @@ def main_command(
                                           help="Allow checkpoints that need arbitrary pickle (can run code)."),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print layer names, types, shapes; exit."),
     all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
     version: bool = cli.version_option(),
 ) -> None:
@@ -97,8 +99,10 @@ def main_command(
         if labels or split:
             raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
         input_sets = clipset_inputs(inputs, sets)
+    # --shard: every set keeps its name and gets its block of rows (clip index order)
+    input_sets, shard_identity = sharding.shard_input_sets(input_sets, sharding.parse_shard(shard))
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
-                    batch_size=batch_size, seed=seed, compress=compress, precision=precision, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+                    batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from . import cli, h5io
+from .embeddings import EmbeddingsWriter, SetSink, _cast, h5_name, layer_from_h5  # noqa: F401  (owns the kind)
 from .errors import UsageError, VtcavError
 from .models.base import LayerRecorder, LoadedModel, preprocess, temporal_indices
 from .models.layers import LayerInfo, describe_layers, model_device, resolve_layers
@@ -51,16 +52,6 @@ from .video import probe, read_frames, read_video
 TOOL = "vt-embed"
 DTYPES = {"float16": np.float16, "float32": np.float32}
 MANIFEST_SET = "inputs"
-CHUNK_BYTES = 1 << 20      # aim for chunks of about 1 MiB (at least one sample)
-
-
-def h5_name(layer: str) -> str:
-    """A layer name as an HDF5 link name: ``%`` -> ``%25``, ``/`` -> ``%2F``."""
-    return layer.replace("%", "%25").replace("/", "%2F")
-
-
-def layer_from_h5(name: str) -> str:
-    return name.replace("%2F", "/").replace("%25", "%")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -100,12 +91,13 @@ def clipset_inputs(path: str, names: list[str]) -> list[InputSet]:
 def _clip_batches(path: str, name: str) -> Callable[[int], Iterator[InputBatch]]:
     from . import clipsets
 
-    def batches(batch_size: int) -> Iterator[InputBatch]:
+    def batches(batch_size: int, rows: range | None = None) -> Iterator[InputBatch]:
         with clipsets.open_clipset(path) as handle:
             group = handle[clipsets.ROOT][name]
             clips, video_ids = group["clips"], group["video_id"]
-            for start in range(0, clips.shape[0], batch_size):
-                stop = min(start + batch_size, clips.shape[0])
+            rows = rows if rows is not None else range(clips.shape[0])   # a shard's rows (vtcav_common.shard)
+            for start in range(rows.start, rows.stop, batch_size):
+                stop = min(start + batch_size, rows.stop)
                 ids = [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids[start:stop]]
                 yield InputBatch([f"{vid}#{i}" for i, vid in zip(range(start, stop), ids)], clips[start:stop])
     return batches
@@ -116,9 +108,10 @@ def manifest_inputs(path: str, frames: int, labels: list[str], split: str | None
     """The videos of a labels manifest (filtered by label and split) as one set."""
     videos = filter_manifest(read_manifest(path), labels, split, cli.display_name(path))
 
-    def batches(batch_size: int) -> Iterator[InputBatch]:
-        for start in range(0, len(videos), batch_size):
-            chunk = videos[start:start + batch_size]
+    def batches(batch_size: int, rows: range | None = None) -> Iterator[InputBatch]:
+        chosen = videos if rows is None else videos[rows.start:rows.stop]   # a shard's rows
+        for start in range(0, len(chosen), batch_size):
+            chunk = chosen[start:start + batch_size]
             yield InputBatch([v.video_id for v in chunk], [sample_video(v.path, frames) for v in chunk],
                              [v.label for v in chunk])
 
@@ -245,99 +238,11 @@ def _numpy(tensor: torch.Tensor, n: int) -> np.ndarray:
     return tensor[:n].detach().float().cpu().numpy()
 
 
-# --------------------------------------------------------------------------- writing
-class SetSink:
-    """Writes one set's rows batch by batch; it holds no data between writes."""
-
-    def __init__(self, group: h5py.Group, input_set: InputSet, layers: dict[str, LayerInfo], num_classes: int,
-                 dtype: np.dtype, grad_dtype: np.dtype | None, batch_size: int, compress: bool = False):
-        n = input_set.n
-        self.name, self.n, self.written = input_set.name, n, 0
-        self.dtype, self.grad_dtype = dtype, grad_dtype
-        self.ids = group.create_dataset("ids", shape=(n,), dtype=h5py.string_dtype(), track_times=False)
-        self.labels = (group.create_dataset("labels", shape=(n,), dtype=h5py.string_dtype(), track_times=False)
-                       if input_set.has_labels else None)
-        self.logits = h5io.dataset(group, "logits", shape=(n, num_classes), dtype=np.float32,
-                                   chunks=(max(1, min(n, 4096)), num_classes) if n else None)
-        self.acts = {name: _array(group.require_group("acts"), name, n, info.shape, dtype, batch_size, compress)
-                     for name, info in layers.items()}
-        self.grads = None if grad_dtype is None else {
-            name: _array(group.require_group("grads"), name, n, info.shape, grad_dtype, batch_size, compress)
-            for name, info in layers.items()}
-
-    def write(self, batch: InputBatch, result: BatchResult) -> None:
-        start, stop = self.written, self.written + len(batch.ids)
-        if stop > self.n:
-            raise VtcavError(f"set '{self.name}' yielded more than its {self.n} clips")
-        self.ids[start:stop] = np.array(batch.ids, dtype=object)
-        if self.labels is not None:
-            self.labels[start:stop] = np.array(batch.labels, dtype=object)
-        self.logits[start:stop] = result.logits
-        for name, dataset in self.acts.items():
-            dataset[start:stop] = _cast(result.acts[name], self.dtype, name, "activations")
-        if self.grads is not None:
-            for name, dataset in self.grads.items():
-                dataset[start:stop] = _cast(result.grads[name], self.grad_dtype, name, "gradients")
-        self.written = stop
-
-    def close(self) -> None:
-        if self.written != self.n:
-            raise VtcavError(f"set '{self.name}': wrote {self.written} of {self.n} clips")
-
-
-def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int,
-           compress: bool = False) -> h5py.Dataset:
-    """A dataset whose chunks never span two batches, so each chunk is written (and compressed) once.
-
-    Uncompressed by default: activations are read back whole by vt-cav and vt-score, and
-    gzip costs more time (writing and reading) than the model's forward pass on small models.
-    """
-    if n == 0:  # an empty set: nothing to chunk or compress
-        dataset = h5io.dataset(group, h5_name(layer), shape=(0, *shape), dtype=dtype)
-    else:
-        row_bytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        rows = max(1, min(n, batch_size, CHUNK_BYTES // row_bytes))
-        packing = dict(compression="gzip", compression_opts=1, shuffle=True) if compress else dict(compression=None)
-        dataset = h5io.dataset(group, h5_name(layer), shape=(n, *shape), dtype=dtype, chunks=(rows, *shape),
-                               **packing)
-    dataset.attrs["name"] = layer
-    return dataset
-
-
-def _cast(values: np.ndarray, dtype, layer: str, what: str) -> np.ndarray:
-    """Cast for storage; refuse silent overflow to inf (float16 tops out at 65504).
-
-    The cast runs in torch: numpy's float32 -> float16 conversion is scalar and was the
-    slowest part of writing activations.
-    """
-    if values.dtype == dtype:
-        return values
-    source = torch.from_numpy(np.ascontiguousarray(values))
-    if dtype == np.float16:
-        largest = float(source.abs().max()) if source.numel() else 0.0   # one reduction; nan propagates
-        if largest > 65504 and largest != float("inf"):
-            raise VtcavError(f"layer {layer}: {what} exceed the float16 range (max |x| = {largest:.4g}); "
-                             f"use --dtype float32")
-    return source.to(torch.float16 if dtype == np.float16 else torch.float32).numpy()
-
-
-def write_layer_table(handle: h5py.File, layers: dict[str, LayerInfo]) -> None:
-    table = handle.create_group("layers", track_order=True)
-    for name, info in layers.items():
-        group = table.create_group(h5_name(name))
-        group.attrs["name"] = name
-        group.attrs["shape"] = list(info.shape)
-        group.attrs["channel_axis"] = -1 if info.channel_axis is None else int(info.channel_axis)
-        group.attrs["channels_last"] = bool(info.channels_last)
-        group.attrs["type"] = info.type
-        group.attrs["calls"] = int(info.calls)
-
-
 # --------------------------------------------------------------------------- the whole run
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
           batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
-          compress: bool = False, precision: str = "auto") -> dict:
+          compress: bool = False, precision: str = "auto", shard: dict | None = None) -> dict:
     """Compute and write the embeddings file; returns a small summary."""
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise UsageError(f"--dtype/--grad-dtype must be one of {', '.join(DTYPES)}")
@@ -365,16 +270,14 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     device = model_device(loaded.module)
     precision = resolve_precision(precision, device)
     provenance["precision"] = precision
+    if shard is not None:  # the shard's identity (vtcav_common.shard); vt-merge drops it
+        provenance["shard"] = shard
     layer_pass = LayerPass(loaded, layers, target_index, precision)
     total = 0
-    with h5io.create(out, "embeddings", tool, provenance) as handle:
-        write_layer_table(handle, infos)
-        sets_group = handle.create_group("sets", track_order=True)
+    with EmbeddingsWriter(out, tool, provenance, infos) as writer:
         for input_set in input_sets:
-            group = sets_group.create_group(input_set.name, track_order=True)
-            group.attrs["kind"], group.attrs["role"], group.attrs["n"] = input_set.kind, input_set.role, input_set.n
-            sink = SetSink(group, input_set, infos, len(loaded.class_names), DTYPES[dtype],
-                           DTYPES[grad_dtype] if target_index is not None else None, batch_size, compress)
+            sink = writer.add_set(input_set, len(loaded.class_names), DTYPES[dtype],
+                                  DTYPES[grad_dtype] if target_index is not None else None, batch_size, compress)
             batches = cli.progress(input_set.batches(batch_size), total=-(-input_set.n // batch_size),
                                    description=f"{input_set.name}")
             for batch in batches:
