@@ -44,9 +44,9 @@ from .errors import IncompatibleError, VtcavError
 
 KIND = "clips"
 ROOT = "concepts"
-SET_KINDS = ("spatial", "spatiotemporal", "random", "supervoxel")
+SET_KINDS = ("spatial", "spatiotemporal", "random", "supervoxel", "imported")
 ROLES = ("concept", "random")
-GEOMETRIES = ("window", "follow", "random", "static")
+GEOMETRIES = ("window", "follow", "random", "static", "full")  # full: whole frames (imported)
 META_CHUNK = 256  # rows per chunk of the small per-clip datasets
 
 
