@@ -5,7 +5,8 @@ Every vtcav HDF5 file carries, as root attributes:
 - ``vtcav_kind``      what the file holds: ``clips``, ``embeddings``, ``cavs``, ``relevance``;
 - ``schema_version``  the layout version of that kind (readers refuse newer ones);
 - ``tool``, ``tool_version``;
-- ``provenance``      a JSON object (model, weights hash, layers, sampling, seed, ...).
+- ``provenance``      a JSON object (model, weights hash, layers, sampling, seed, ...);
+- ``run_id``          a hash of kind, tool, version and provenance (:func:`make_run_id`).
 
 Datasets are written without timestamps so the same inputs and seed give the same
 bytes.
@@ -40,7 +41,29 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
             handle.attrs["tool"] = tool
             handle.attrs["tool_version"] = __version__
             handle.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+            handle.attrs["run_id"] = make_run_id(kind, tool, handle.attrs["provenance"])
             yield handle
+
+
+def make_run_id(kind: str, tool: str, provenance_json: str) -> str:
+    """A file's identity: a hash of what made it (kind, tool and provenance, seeds included).
+
+    Deterministic (the same inputs and seed give the same bytes), unlike a random uuid;
+    score records carry it so that records of different runs are never pooled by mistake.
+    """
+    import hashlib
+
+    text = json.dumps([kind, tool, __version__, provenance_json])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_id(handle: h5py.File) -> str:
+    """The ``run_id`` attribute (files written before it existed: the same hash, computed)."""
+    found = handle.attrs.get("run_id")
+    if found is not None:
+        return found.decode() if isinstance(found, bytes) else str(found)
+    return make_run_id(str(handle.attrs.get("vtcav_kind")), str(handle.attrs.get("tool")),
+                       str(handle.attrs.get("provenance")))
 
 
 def open_file(path: str | Path, kind: str) -> h5py.File:
