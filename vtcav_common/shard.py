@@ -29,6 +29,7 @@ range(3, 6)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -105,12 +106,19 @@ def write_sidecar(path: str | os.PathLike, kind: str, tool: str, provenance: dic
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename: a reader never sees half a file."""
+    with atomic_output(path, "w") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, mode: str = "w"):
+    """A file opened beside ``path`` and renamed onto it when complete: a reader never
+    sees half a file, and an interrupted run leaves the old one untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
