@@ -368,4 +368,7 @@ def list_(
         sys.stdout.write(json.dumps(info.to_record(), separators=(",", ":")) + "\n")
 
 
+from tools import vt_concepts_curate  # noqa: E402  (import, review: in a module of their own)
+
+vt_concepts_curate.register(app)
 main = cli.entry(app, TOOL)

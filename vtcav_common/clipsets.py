@@ -374,3 +374,53 @@ def _write_combined(out: Path, tool: str, provenance: dict, sources: list[tuple[
             with h5py.File(path, "r") as src:
                 for name in names:
                     src.copy(src[ROOT][name], root, name=name)
+
+
+def drop_clips(path: str | Path, out: str | Path, tool: str, drops: dict[str, Sequence[int]]) -> dict[str, int]:
+    """Write ``out``: ``path``'s sets, without the clips ``drops`` names (set -> clip indices).
+
+    Every per-clip dataset of a set (clips, sources, and a kind's extras such as supervoxel
+    masks) loses the same rows; the provenance records what was dropped. Returns the
+    number of clips left in each changed set.
+    """
+    with open_clipset(path) as src:
+        for name, indices in drops.items():
+            n = _group(src, name, path)["clips"].shape[0]
+            bad = [i for i in indices if not 0 <= i < n]
+            if bad:
+                raise VtcavError(f"{path}: set '{name}' has clips 0..{n - 1}, no clip {bad[0]}")
+            if len(set(indices)) >= n:
+                raise VtcavError(f"{path}: dropping every clip of '{name}' would leave an empty set")
+        provenance = h5io.provenance(src)
+        dropped = {name: sorted(set(map(int, indices))) for name, indices in drops.items()}
+        provenance = {**provenance, "dropped": {**provenance.get("dropped", {}), **dropped}}
+        left = {}
+        with h5io.create(out, KIND, tool, provenance) as dst:
+            root = dst.create_group(ROOT, track_order=True)
+            for name, group in src[ROOT].items():
+                if name not in dropped:
+                    src.copy(group, root, name=name)
+                    continue
+                n = group["clips"].shape[0]
+                keep = np.setdiff1d(np.arange(n), dropped[name])
+                target = root.create_group(name, track_order=True)
+                for key, value in group.attrs.items():
+                    target.attrs[key] = value
+                for key, data in group.items():
+                    _copy_rows(data, target, key, keep, n)
+                left[name] = int(len(keep))
+    return left
+
+
+def _copy_rows(data: h5py.Dataset, target: h5py.Group, key: str, keep: np.ndarray, n: int) -> None:
+    """Copy dataset ``data`` keeping rows ``keep`` (when it has one row per clip), chunk layout kept."""
+    if data.ndim == 0 or data.shape[0] != n:
+        target.create_dataset(key, data=data[()], track_times=False)
+        return
+    rows = len(keep)
+    chunks = True if data.chunks is None else (min(data.chunks[0], rows),) + data.chunks[1:]
+    out = target.create_dataset(key, shape=(rows,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
+                                dtype=data.dtype, chunks=chunks, compression=data.compression,
+                                compression_opts=data.compression_opts, track_times=False)
+    for start in range(0, rows, META_CHUNK):  # bounded memory for sets of many clips
+        out[start:start + META_CHUNK] = data[keep[start:start + META_CHUNK]]
