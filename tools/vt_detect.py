@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common import shard as sharding
 from vtcav_common.detect import TRACKERS, DetectSettings, Detector, check_video, collect_sources
 from vtcav_common.records import write_records
@@ -29,11 +29,12 @@ app = cli.make_app(
          "stops the run with an error naming it. A video with no detection at all is an error too "
          "(exit 1, and `-o FILE` is not written) unless `--allow-empty`, which only warns.",
     epilog="Examples:\n\n"
-           "    vt-detect --model weights/detector.pt world/labels.jsonl -o world/detections.jsonl\n\n"
-           "    vt-detect --model weights/detector.pt world/labels.jsonl | vt-concepts spatiotemporal - "
+           "    vt-detect --detector weights/detector.pt world/labels.jsonl -o world/detections.jsonl\n\n"
+           "    vt-detect --detector weights/detector.pt world/labels.jsonl | vt-concepts spatiotemporal - "
            "--videos world/labels.jsonl --class ball -o concepts.h5\n\n"
-           "    vt-detect --model weights/detector.pt clip.mp4 --classes ball --stride 2 | head\n\n"
-           "    vt-detect --model yolov8s.pt videos/ --tracker botsort --imgsz 640 --device 0 -o dets.jsonl",
+           "    vt-detect --detector weights/detector.pt world/videos/test_up_10000.mp4 --classes ball "
+           "--frame-stride 2 | head\n\n"
+           "    vt-detect --detector yolov8s.pt videos/ --tracker botsort --imgsz 640 --device cuda:0 -o dets.jsonl",
 )
 
 
@@ -41,25 +42,25 @@ app = cli.make_app(
 def detect(
     inputs: list[str] = typer.Argument(..., help="Video files, folders of videos, or a labels manifest (.jsonl).",
                                        show_default=False),
-    model: str = typer.Option(..., "--model", "-m", help="Ultralytics weights file (.pt) on local disk.",
-                              show_default=False),
-    output: str = typer.Option("-", "--output", "-o", help="Output JSONL file, written atomically; - for stdout."),
+    model: str = options.detector(),
+    output: str = options.output("-", help="Output JSONL file, written atomically; - for stdout."),
     tracker: str = typer.Option("bytetrack", "--tracker", help=f"Tracker: {', '.join(TRACKERS)}."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Use every Nth frame (frame numbers stay those of the video)."),
+    stride: int = options.frame_stride(help="Use every Nth frame (frame numbers stay those of the video)."),
     conf: float = typer.Option(0.25, "--conf", min=0.0, max=1.0, help="Minimum detection confidence."),
     iou: float = typer.Option(0.7, "--iou", min=0.0, max=1.0, help="IoU threshold of non-maximum suppression."),
     classes: str | None = typer.Option(None, "--classes", help="Keep only these class names, comma-separated "
                                                         "(e.g. ball,square); default: every class."),
-    batch: int = typer.Option(16, "--batch", min=1, help="Frames per detector forward pass (tracking stays frame by frame)."),
+    batch: int = options.batch_size(16, help="Frames per detector forward pass (tracking stays frame by frame)."),
     imgsz: int | None = typer.Option(None, "--imgsz", min=32, help="Detector input size; default: the size the model was trained at."),
-    device: str = typer.Option("cpu", "--device", help="cpu, or a CUDA device such as 0."),
+    device: str = options.device(),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="A video with no detection only warns "
                                                                   "(default: it is an error, exit 1)."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or summary on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
+    device = options.resolve_device_name(device)
     settings = DetectSettings(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch, stride=stride,
                               tracker=tracker.lower(), classes=classes)
     sources = collect_sources(inputs)

@@ -6,7 +6,10 @@ Each tool in ``tools/`` declares a typer app with :func:`make_app` and runs it w
 - a :class:`~vtcav_common.errors.VtcavError` prints ``vt-x: error: message`` on one
   line and exits 1 (2 for usage errors), no traceback unless ``VTCAV_DEBUG=1``;
 - SIGPIPE is restored so ``vt-detect ... | head`` ends quietly;
-- ``--version`` prints the package version.
+- ``--version`` prints the package version;
+- Python warnings (scikit-learn's ConvergenceWarning, torch's) are counted while the
+  command runs and printed once per distinct message at the end, with the count;
+- old option spellings stay accepted but out of the help (:mod:`vtcav_common.options`).
 
 Only the front ends (``tools/``) and this module and :mod:`vtcav_common.options` import
 typer; the library below them does not.
@@ -15,15 +18,49 @@ typer; the library below them does not.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import sys
+import warnings
 from typing import Callable
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
-from . import __version__
+from . import __version__, messages
 from .errors import UsageError, VtcavError  # noqa: F401  (re-exported for tools)
+
+
+class _AliasedOption(TyperOption):
+    """An option that also accepts old spellings, parsed but not shown in --help."""
+
+    hidden_aliases: tuple[str, ...] = ()
+
+    def add_to_parser(self, parser, ctx) -> None:
+        shown = self.opts
+        self.opts = [*shown, *self.hidden_aliases]
+        try:
+            super().add_to_parser(parser, ctx)
+        finally:
+            self.opts = shown
+
+
+class VtCommand(TyperCommand):
+    """A typer command whose options may carry ``hidden_aliases`` (set by :mod:`options`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        function = inspect.unwrap(self.callback) if self.callback else None
+        if function is None:
+            return
+        declared = {name: getattr(p.default, "hidden_aliases", ())
+                    for name, p in inspect.signature(function).parameters.items()}
+        for param in self.params:
+            aliases = declared.get(param.name or "")
+            if aliases and isinstance(param, TyperOption):
+                param.__class__ = _AliasedOption
+                param.hidden_aliases = tuple(aliases)
 
 
 def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typer.Typer:
@@ -38,6 +75,7 @@ def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typ
         no_args_is_help=not single,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
+    _use_command_class(app)
     if not single:
         @app.callback()
         def _group(version: bool = typer.Option(False, "--version", callback=_version_callback,
@@ -46,6 +84,18 @@ def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typ
     else:
         _give_command_the_app_help(app, help, epilog)
     return app
+
+
+def _use_command_class(app: typer.Typer) -> None:
+    """Every command of ``app`` is a :class:`VtCommand` (hidden aliases of old spellings)."""
+    command = app.command
+
+    def command_with_class(*args, **kwargs):
+        if kwargs.get("cls") is None:
+            kwargs["cls"] = VtCommand
+        return command(*args, **kwargs)
+
+    app.command = command_with_class
 
 
 def _give_command_the_app_help(app: typer.Typer, help: str, epilog: str) -> None:
@@ -81,16 +131,61 @@ def run(app: typer.Typer, prog_name: str) -> None:
     """Run a tool's app with the shared error handling and exit codes."""
     with contextlib.suppress(AttributeError, ValueError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    messages.set_prog(prog_name)
+    counts: dict[tuple[str, str], int] = {}
     try:
-        app(prog_name=prog_name, standalone_mode=True)
+        with _counting_warnings(counts):
+            app(prog_name=prog_name, standalone_mode=True)
     except VtcavError as err:
         if os.environ.get("VTCAV_DEBUG"):
             raise
+        _print_warning_summary(counts)
         print(f"{prog_name}: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
+        _print_warning_summary(counts)
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit:
+        _print_warning_summary(counts)
+        raise
+    _print_warning_summary(counts)
+
+
+# Warnings Python hides by default stay hidden (they speak to developers, not users).
+_HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+@contextlib.contextmanager
+def _counting_warnings(counts: dict[tuple[str, str], int]):
+    """Count each distinct warning instead of printing it where it happens (25-37 identical
+    ConvergenceWarnings per vt-cav run would bury the summary)."""
+    def count(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, _HIDDEN_WARNINGS) and not os.environ.get("VTCAV_DEBUG"):
+            return
+        text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        key = (category.__name__, text)
+        counts[key] = counts.get(key, 0) + 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = count
+        yield
+
+
+def warning_lines(counts: dict[tuple[str, str], int]) -> list[str]:
+    """``warning: ConvergenceWarning x 31: ...``, in the order first seen.
+
+    >>> warning_lines({("ConvergenceWarning", "did not converge"): 31, ("UserWarning", "once"): 1})
+    ['warning: ConvergenceWarning x 31: did not converge', 'warning: UserWarning: once']
+    """
+    return [f"warning: {name}{f' x {n}' if n > 1 else ''}: {text}" for (name, text), n in counts.items()]
+
+
+def _print_warning_summary(counts: dict[tuple[str, str], int]) -> None:
+    for line in warning_lines(counts):
+        print(line, file=sys.stderr, flush=True)
+    counts.clear()
 
 
 def entry(app: typer.Typer, prog_name: str) -> Callable[[], None]:
