@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
@@ -28,7 +28,7 @@ app = cli.make_app(
            "-o acts.h5\n\n"
            "    vt-embed world/labels.jsonl --label right --split test --weights weights/classifier.pt "
            "--layers block2,block3 --target right -o grads.h5\n\n"
-           "    vt-embed concepts.h5 --set ball_right --set random_0 --model pkg.models:my_net --weights net.pt "
+           "    vt-embed concepts.h5 --set ball_right --set random_00 --model pkg.models:my_net --weights net.pt "
            "--layers stage3 --target 'playing tennis' --dtype float32 -o acts.h5\n\n"
            "Models: a torchvision video architecture (swin3d_t/s/b, r3d_18, mc3_18, r2plus1d_18, s3d, "
            "mvit_v1_b, mvit_v2_s) with a local state dict; `package.module:factory` with a state dict; a "
@@ -40,49 +40,45 @@ app = cli.make_app(
 def main_command(
     inputs: Optional[str] = typer.Argument(None, help="Clip-set HDF5 (vt-concepts), or a labels manifest "
                                                        "(.jsonl, '-' for stdin). Not needed with --list-layers."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Embeddings HDF5 to write."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="Architecture name, package.module:factory, TorchScript/.pt2 file, "
-                                             "or mmaction:CONFIG. May be left out when --weights is a "
-                                             "TorchScript/.pt2 file or has a sidecar naming the model."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint (state dict)."),
+    output: Optional[Path] = options.output(None, help="Embeddings HDF5 to write."),
+    model: Optional[str] = options.model(),
+    weights: Optional[str] = options.weights(),
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layer names."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Class (name or index) whose logit's gradients to record."),
-    sets: List[str] = typer.Option([], "--set", help="Clip set to embed (repeatable; default: all)."),
-    labels: List[str] = typer.Option([], "--label", help="Manifest: only videos with this label (repeatable)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Manifest: only videos of this split."),
+    sets: List[str] = options.sets(help="Clip set to embed (repeatable; default: all)."),
+    labels: List[str] = options.labels(help="Manifest: only videos with this label (repeatable)."),
+    split: Optional[str] = options.split(help="Manifest: only videos of this split."),
     name: str = typer.Option(MANIFEST_SET, "--name", help="Manifest: name of the output set."),
     dtype: str = typer.Option("float16", "--dtype", help="Storage type of activations: float16 or float32."),
     grad_dtype: str = typer.Option("float32", "--grad-dtype", help="Storage type of gradients."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward/backward pass."),
+    batch_size: int = options.batch_size(8),
     compress: bool = typer.Option(False, "--compress", help="gzip the arrays (smaller files, slower to write "
                                                             "and to read back)."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
+    device: str = options.device(),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, bf16 or fp16. "
                                        "Half precision runs the forward under autocast; the logit and "
                                        "everything stored are fp32."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
-    size: Optional[int] = typer.Option(None, "--size", min=1, help="Override the model's frame size (square)."),
-    mean: Optional[str] = typer.Option(None, "--mean", help="Override normalisation mean: R,G,B in [0, 1]."),
-    std: Optional[str] = typer.Option(None, "--std", help="Override normalisation std: R,G,B in [0, 1]."),
-    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Allow checkpoints that need arbitrary pickle (can run code)."),
+    seed: int = options.seed(help="Random seed (recorded; the computation is deterministic)."),
+    frames: Optional[int] = options.frames(help="Override the model's clip length."),
+    size: Optional[str] = options.size(help="Override the model's frame size (square): H."),
+    mean: Optional[str] = options.mean(),
+    std: Optional[str] = options.std(),
+    class_names: Optional[Path] = options.class_names(),
+    trust_checkpoint: bool = options.trust_checkpoint(),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print layer names, types, shapes; exit."),
     all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
-                        trust_checkpoint=trust_checkpoint, frames=frames, size=size,
-                        mean=cli.parse_rgb(mean, "--mean"), std=cli.parse_rgb(std, "--std"), device=device)
+                        trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
+                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
     if list_layers:
         _print_layers(loaded, all_layers)
         return
