@@ -50,7 +50,7 @@ def import_(
         path = Path(source)
         if path.is_dir():
             videos = imp.folder_clips(path)
-            planned.append((path.name, source, lambda sampling, v=videos: imp.video_batches(v, sampling), videos[0]))
+            planned.append((path.name, source, lambda sampling, v=videos: imp.video_batches(v), videos[0]))
         elif path.suffix.lower() in (".npy", ".npz"):
             for set_name, array in imp.array_sets(path, key).items():
                 planned.append((set_name, source, lambda sampling, a=array, src=source: imp.array_batches(a, src),

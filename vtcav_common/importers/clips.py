@@ -111,12 +111,11 @@ def folder_clips(folder: str | Path) -> list[Path]:
     return files
 
 
-def video_batches(files: list[Path], sampling: Sampling) -> Iterator[tuple[np.ndarray, list[str], tuple]]:
-    """One clip per video file: its frames sampled uniformly (so clips of any length fit T)."""
+def video_batches(files: list[Path]) -> Iterator[tuple[np.ndarray, list[str], tuple]]:
+    """One clip per video file, all its frames (clips are short); ``resample`` spreads T over them."""
     for file in files:
         frames = videolib.read_video(file)
-        indices = np.linspace(0, len(frames) - 1, sampling.frames).round().astype(int)
-        yield frames[indices][None], [file.stem], frames.shape[1:3]
+        yield frames[None], [file.stem], frames.shape[1:3]
 
 
 def natural_sampling(first: np.ndarray | Path, frames: int | None, size: tuple[int, int] | None,
