@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common.models import load_model
 from vtcav_common.overlay import FORMATS
 from vtcav_common.relevance import METHODS, ExplainOptions, explain_videos, gather_videos
@@ -56,14 +56,11 @@ def _grid(text: Optional[str]) -> Optional[tuple[int, int, int]]:
 def main_command(
     inputs: List[str] = typer.Argument(..., help="Video files, folders of videos, or labels manifests "
                                                  "(.jsonl, '-' for stdin)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Relevance HDF5 to write (maps per video)."),
+    output: Optional[Path] = options.output(None, help="Relevance HDF5 to write (maps per video)."),
     pictures: Optional[Path] = typer.Option(None, "--pictures", help="Folder for <video_id>.png strips and "
                                                                      "overlay videos."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="Architecture name, package.module:factory, TorchScript/.pt2 file, "
-                                             "or mmaction:CONFIG (may be left out when the weights' sidecar "
-                                             "names it)."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint (state dict)."),
+    model: Optional[str] = options.model(),
+    weights: Optional[str] = options.weights(),
     method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {', '.join(METHODS)}."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l",
                                         help="Grad-CAM layer (default: the deepest usual layer with a "
@@ -82,24 +79,23 @@ def main_command(
     gt: Optional[str] = typer.Option(None, "--gt", help="Moving pixels from the boxes of records with "
                                                         "'moving: true' in this JSONL (e.g. vt-synth's "
                                                         "gt.jsonl) instead of frame differences."),
-    labels: List[str] = typer.Option([], "--label", help="Manifest: only videos with this label (repeatable)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Manifest: only videos of this split."),
+    labels: List[str] = options.labels(help="Manifest: only videos with this label (repeatable)."),
+    split: Optional[str] = options.split(help="Manifest: only videos of this split."),
     picture_format: str = typer.Option("gif", "--picture-format", help=f"Overlay video: {' or '.join(FORMATS)}."),
     strip_frames: int = typer.Option(8, "--strip-frames", min=1, help="Frames in each PNG strip."),
     picture_scale: int = typer.Option(0, "--picture-scale", min=0,
                                       help="Enlarge pictures by this integer factor (0: automatic, so small "
                                            "frames are at least 128 pixels)."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when present)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (recorded; the computation is deterministic)."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Override the model's clip length."),
-    size: Optional[int] = typer.Option(None, "--size", min=1, help="Override the model's frame size (square)."),
-    mean: Optional[str] = typer.Option(None, "--mean", help="Override normalisation mean: R,G,B in [0, 1]."),
-    std: Optional[str] = typer.Option(None, "--std", help="Override normalisation std: R,G,B in [0, 1]."),
-    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
-                                          help="Allow checkpoints that need arbitrary pickle (can run code)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    device: str = options.device(),
+    seed: int = options.seed(help="Random seed (recorded; the computation is deterministic)."),
+    frames: Optional[int] = options.frames(help="Override the model's clip length."),
+    size: Optional[str] = options.size(help="Override the model's frame size (square): H."),
+    mean: Optional[str] = options.mean(),
+    std: Optional[str] = options.std(),
+    class_names: Optional[Path] = options.class_names(),
+    trust_checkpoint: bool = options.trust_checkpoint(),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     if method not in METHODS:
@@ -118,8 +114,8 @@ def main_command(
                              strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
     videos = gather_videos(inputs, labels, split)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
-                        trust_checkpoint=trust_checkpoint, frames=frames, size=size,
-                        mean=cli.parse_rgb(mean, "--mean"), std=cli.parse_rgb(std, "--std"), device=device)
+                        trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
+                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
     with cli.open_text_output(cli.STDIO) as records:
         summary = explain_videos(loaded, videos, output, options, records)
     shares = summary["mean_share"]
