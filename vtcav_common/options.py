@@ -95,8 +95,9 @@ def detector() -> Any:
 
 
 # --------------------------------------------------------------------------- sampling
-def frames(default: Any = None, help: str = "Frames per clip (T); default: the model's clip length.") -> Any:
-    return typer.Option(default, "--frames", "-T", min=1, help=help)
+def frames(default: Any = None, help: str = "Frames per clip (T); default: the model's clip length.",
+           minimum: int = 1) -> Any:
+    return typer.Option(default, "--frames", "-T", min=minimum, help=help)
 
 
 def size(default: Any = None, help: str = "Frame size in pixels: H (square) or HxW; default: the model's.") -> Any:
