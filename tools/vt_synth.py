@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common.synth import CLASSES, WorldSpec, generate_world
 
 app = cli.make_app(
@@ -22,21 +22,21 @@ app = cli.make_app(
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the world into (created if missing)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same world."),
+    seed: int = options.seed(help="Random seed; the same seed gives the same world."),
     train_per_class: int = typer.Option(40, min=0, help="Training videos per class."),
     test_per_class: int = typer.Option(10, min=0, help="Held-out videos per class."),
-    frames: int = typer.Option(20, min=8, help="Frames per video."),
-    size: int = typer.Option(64, min=32, help="Frame width and height in pixels."),
+    frames: int = options.frames(20, help="Frames per video.", minimum=8),
+    size: str = options.size("64", help="Frame width and height in pixels (square, at least 32)."),
     classes: str = typer.Option(",".join(CLASSES), help="Comma-separated subset of the classes."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     chosen = tuple(c.strip() for c in classes.split(",") if c.strip())
     unknown = [c for c in chosen if c not in CLASSES]
     if unknown or not chosen:
         raise cli.UsageError(f"unknown class(es) {', '.join(unknown) or '(none)'}; the world has {', '.join(CLASSES)}")
-    spec = WorldSpec(size=size, frames=frames)
+    spec = WorldSpec(size=options.square_size(size, minimum=32), frames=frames)
     world = generate_world(out_dir, seed, train_per_class, test_per_class, spec, chosen)
     n = (train_per_class + test_per_class) * len(chosen)
     cli.info(f"vt-synth: wrote {n} videos of {', '.join(world['classes'])} to {out_dir}")
