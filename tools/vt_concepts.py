@@ -12,6 +12,7 @@ import numpy as np
 import typer
 
 from vtcav_common import cli, clipsets
+from vtcav_common import options as opt
 from vtcav_common.clipsets import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, DetectionFilter, LabelFilter, PlanStats,
                                    RandomDraw, VideoCatalog, limit, load_tracks, parse_size, plan_random,
@@ -44,8 +45,9 @@ app = cli.make_app(
 
 
 # --------------------------------------------------------------------------- shared options
+# (declared once in vtcav_common/options.py; these only give them this command's defaults and help)
 def _out() -> Path:
-    return typer.Option(..., "-o", "--out", help="The clip-set HDF5 file to write (written atomically).")
+    return opt.output(..., help="The clip-set HDF5 file to write (written atomically).")
 
 
 def _videos(required: bool = False):
@@ -55,24 +57,23 @@ def _videos(required: bool = False):
 
 
 def _seed() -> int:
-    return typer.Option(0, "--seed", help="Random seed; the same inputs and seed give the same bytes.")
+    return opt.seed()
 
 
 def _frames() -> int:
-    return typer.Option(16, "--frames", "-T", min=1, help="Frames per clip (T).")
+    return opt.frames(16, help="Frames per clip (T).")
 
 
 def _size() -> str:
-    return typer.Option("64", "--size", help="Clip size: H (square) or HxW, in pixels.")
+    return opt.size("64", help="Clip size: H (square) or HxW, in pixels.")
 
 
 def _stride() -> int:
-    return typer.Option(1, "--frame-stride", min=1,
-                        help="Source frames between clip frames. Sets in one file must share it.")
+    return opt.frame_stride(1, help="Source frames between clip frames. Sets in one file must share it.")
 
 
 def _labels():
-    return typer.Option(None, "--label", help="Only videos with this manifest label (repeatable).")
+    return opt.labels(help="Only videos with this manifest label (repeatable).")
 
 
 def _exclude():
@@ -80,7 +81,7 @@ def _exclude():
 
 
 def _split():
-    return typer.Option(None, "--split", help="Only videos of this manifest split (e.g. train).")
+    return opt.split(help="Only videos of this manifest split (e.g. train).")
 
 
 def _append() -> bool:
@@ -92,7 +93,7 @@ def _replace() -> bool:
 
 
 def _quiet() -> bool:
-    return typer.Option(False, "-q", "--quiet", help="No messages on stderr.")
+    return opt.quiet()
 
 
 class ObjectOptions:
