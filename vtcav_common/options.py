@@ -108,6 +108,11 @@ def frame_stride(default: int = 1, help: str = "Source frames between clip frame
     return _option(default, "--frame-stride", hidden_aliases=("--stride",), min=1, help=help)
 
 
+def columns(default: int, help: str = "Frames shown per clip (columns).") -> Any:
+    """Pictures: how many frames to show. Not ``--frames``, which is the clip length."""
+    return _option(default, "--columns", hidden_aliases=("--frames",), min=1, help=help)
+
+
 # --------------------------------------------------------------------------- filters
 def labels(help: str = "Only videos with this label (repeatable).") -> Any:
     return typer.Option([], "--label", help=help)
