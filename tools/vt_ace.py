@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from vtcav_common import cli
+from vtcav_common import options as opt
 from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
 from vtcav_common.ace.sheets import write_sheets
 from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
 from vtcav_common.clipsets import Sampling
-from vtcav_common.concepts import parse_size
 from vtcav_common.records import read_jsonl, write_records
 
 # The model-side modules (torch, torchvision, scikit-learn) are imported by the commands that
@@ -45,17 +45,14 @@ def _model_options(model, weights, class_names, trust_checkpoint, device):
                       trust_checkpoint=trust_checkpoint, device=device)
 
 
-MODEL_HELP = "Architecture, package.module:factory, TorchScript/.pt2 file or mmaction:CONFIG (see vt-embed)."
-
-
 @app.command(epilog="Examples:\n\n"
                     "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
                     "    vt-ace supervoxels clips/ --resolutions 10,30 --compactness 5 -o cand.h5")
 def supervoxels(
     videos: str = typer.Argument(..., help="A labels manifest (labels.jsonl) or a folder of videos."),
-    out: Path = typer.Option(..., "-o", "--out", help="Clip-set HDF5 of candidate supervoxel clips."),
-    label: Optional[str] = typer.Option(None, "--label", help="Only videos with this label (the class to explain)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only videos of this split (e.g. train)."),
+    out: Path = opt.output(..., help="Clip-set HDF5 of candidate supervoxel clips."),
+    labels: List[str] = opt.labels(help="Only videos with this label (the class to explain; repeatable)."),
+    split: Optional[str] = opt.split(),
     max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
     resolutions: str = typer.Option("15,50,80", "--resolutions", help="SLIC segment counts, coarse to fine."),
     compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness: higher = more cube-like "
@@ -66,20 +63,24 @@ def supervoxels(
     max_iou: float = typer.Option(0.5, "--max-iou", help="Drop a supervoxel whose 3D IoU with one already kept "
                                                          "exceeds this."),
     fill: int = typer.Option(DEFAULT_FILL, "--fill", help="Grey level outside the supervoxel."),
-    frames: int = typer.Option(16, "--frames", "-T", min=1, help="Frames per video, sampled uniformly."),
-    size: str = typer.Option("64", "--size", help="Clip size: H (square) or HxW."),
+    frames: int = opt.frames(16, help="Frames per video, sampled uniformly."),
+    size: str = opt.size("64", help="Clip size: H (square) or HxW."),
     name: str = typer.Option(CANDIDATE_SET, "--name", help="Name of the candidate set in OUT."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
 ) -> None:
     """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
     cli.set_quiet(quiet)
     params = SegmentParams(parse_resolutions(resolutions), compactness, sigma, min_fraction, max_iou, fill)
-    sampling = Sampling(frames, parse_size(size), 1)
-    chosen = select_videos(videos, label, split, max_videos)
+    sampling = Sampling(frames, opt.parse_size(size), 1)
+    chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
+    chosen = chosen[:max_videos] if max_videos else chosen
+    label = labels[0] if len(labels) == 1 else None
+    provenance = {"videos_source": Path(videos).name, "split": split}
+    if len(labels) > 1:
+        provenance["labels"] = labels
     started = time.perf_counter()
-    count = write_candidates(chosen, out, params, sampling, label,
-                             name=name, provenance={"videos_source": Path(videos).name, "split": split})
+    count = write_candidates(chosen, out, params, sampling, label, name=name, provenance=provenance)
     cli.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
              f"({time.perf_counter() - started:.1f} s)")
 
@@ -95,18 +96,17 @@ def discover(
     random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
     videos: str = typer.Option(..., "--videos", help="Labels manifest: the class's videos give the TCAV gradients."),
     target: str = typer.Option(..., "--target", "-t", help="The class whose concepts are discovered."),
-    out: Path = typer.Option(..., "-o", "--out", help="Clip-set HDF5 of the concepts (ace_00, ...) and random sets."),
+    out: Path = opt.output(..., help="Clip-set HDF5 of the concepts (ace_00, ...) and random sets."),
     ranking: str = typer.Option("-", "--ranking", help="Ranking JSONL ('-' for stdout)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
     layer: str = typer.Option(..., "--layer", "-l", help="The layer to embed, cluster and score at."),
     k: int = typer.Option(8, "--k", help="k-means clusters."),
     min_members: int = typer.Option(5, "--min-members", help="Drop clusters with fewer candidates."),
     max_members: int = typer.Option(40, "--max-members", help="Keep this many members nearest the centre."),
     grid: int = typer.Option(2, "--grid", min=0, help="Pool each channel to grid^3 cells for clustering "
                                                       "(0 = full activations)."),
-    split: Optional[str] = typer.Option("train", "--split", help="Split of the class's videos for the gradients "
-                                                                 "('' for all)."),
+    split: Optional[str] = opt.split("train", help="Split of the class's videos for the gradients ('' for all)."),
     classifier: str = typer.Option("sgd", "--classifier",
                                    help="CAV classifier: sgd (the TCAV reference), logistic or mean (FastCAV)."),
     correction: str = typer.Option("bonferroni", "--correction",
@@ -114,13 +114,13 @@ def discover(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep acts.h5, grads.h5 and cavs.h5 here."),
-    seed: int = typer.Option(0, "--seed", help="Seed of k-means and of the CAVs."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Clips per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    seed: int = opt.seed(help="Seed of k-means and of the CAVs."),
+    batch_size: int = opt.batch_size(16, help="Clips per forward pass."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
 ) -> None:
     """Cluster the candidates into concepts, write them, rank them by TCAV."""
     import torch
@@ -156,21 +156,21 @@ def faithfulness(
     ranking: str = typer.Argument(..., help="Ranking JSONL from vt-ace discover (most important first)."),
     videos: str = typer.Option(..., "--videos", help="Labels manifest with the class's test videos."),
     label: Optional[str] = typer.Option(None, "--label", help="The class (default: the concepts' target)."),
-    split: Optional[str] = typer.Option("test", "--split", help="Split of the videos ('' for all)."),
-    output: str = typer.Option("-", "-o", "--output", help="JSONL records ('-' for stdout)."),
+    split: Optional[str] = opt.split("test", help="Split of the videos ('' for all)."),
+    output: str = opt.output("-", help="JSONL records ('-' for stdout)."),
     table: Optional[Path] = typer.Option(None, "--table", help="Also write the two tables as Markdown."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Local checkpoint."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
     max_concepts: int = typer.Option(5, "--max-concepts", min=1, help="Columns k = 1..this."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Random draws of k concepts, averaged."),
     max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random draws."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Clips per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Class names file, one per line."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow pickled checkpoints."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    seed: int = opt.seed(help="Seed of the random draws."),
+    batch_size: int = opt.batch_size(16, help="Clips per forward pass."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
 ) -> None:
     """Accuracy when the top / random / least concepts are added to grey or removed from the video."""
     from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness,
@@ -196,14 +196,14 @@ def faithfulness(
 @app.command(epilog="Example:\n\n    vt-ace sheet concepts.h5 --ranking ranking.jsonl -o sheets/")
 def sheet(
     concepts: str = typer.Argument(..., help="A clip-set file (e.g. from vt-ace discover)."),
-    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the PNGs (one per concept)."),
+    out_dir: Path = opt.output(..., help="Folder for the PNGs (one per concept)."),
     ranking: Optional[str] = typer.Option(None, "--ranking", help="Ranking JSONL: rank and TCAV in the titles."),
     members: int = typer.Option(6, "--members", min=1, help="Member clips per sheet (rows)."),
-    frames: int = typer.Option(4, "--frames", min=1, help="Frames per clip (columns)."),
+    frames: int = opt.columns(4, help="Frames shown per clip (columns)."),
     scale: int = typer.Option(2, "--scale", min=1, max=8, help="Pixel magnification."),
     role: str = typer.Option("concept", "--role", help="Which sets: concept or random."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
 ) -> None:
     """A contact-sheet PNG per concept: member clips (rows) x frames (columns)."""
     cli.set_quiet(quiet)
