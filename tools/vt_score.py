@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common.cavs_file import read_cavs
 from vtcav_common.embeddings import Embeddings, require_same_model
 from vtcav_common.errors import IncompatibleError, VtcavError
@@ -32,15 +32,15 @@ app = cli.make_app(
 def score(
     cavs: Path = typer.Argument(..., help="CAV file from vt-cav."),
     gradients: Path = typer.Argument(..., help="Embeddings file from vt-embed --target CLASS (the class's inputs)."),
-    output: str = typer.Option("-", "-o", "--output", help="JSONL output ('-' for stdout)."),
+    output: str = options.output("-", help="JSONL output ('-' for stdout)."),
     set_name: str = typer.Option("", "--set", help="Set of inputs in the gradients file (default: the one with gradients)."),
     permute_gradients: bool = typer.Option(False, "--permute-gradients",
                                            help="Negative control: shuffle each input's gradient features and "
                                                 "flip their signs at random (the expected derivative along any "
                                                 "CAV is then zero)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --permute-gradients."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     cav_provenance, layers = read_cavs(cavs)
