@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from vtcav_common import cli, h5io
+from vtcav_common import cli, h5io, options
 from vtcav_common.cav import CLASSIFIERS
 from vtcav_common.cavs_file import fit_layer, plan, write_layer
 from vtcav_common.embeddings import MODEL_KEYS, Embeddings, require_same_model
@@ -40,9 +40,9 @@ def _parse_relative(values: list[str]) -> list[tuple[str, str]]:
 @app.command()
 def cav(
     embeddings: list[Path] = typer.Argument(..., help="Embeddings file(s) from vt-embed."),
-    output: Path = typer.Option(..., "-o", "--output", help="CAV file to write (HDF5)."),
+    output: Path = options.output(..., help="CAV file to write (HDF5)."),
     layers: str = typer.Option("", "--layers", help="Comma-separated layers (default: all in the file)."),
-    concepts: list[str] = typer.Option([], "--concept", help="Concept set(s) to use (default: all). Repeatable."),
+    concepts: list[str] = options.concepts(),
     classifier: str = typer.Option("sgd", "--classifier",
                                    help="sgd: SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), the TCAV "
                                         "reference; logistic: L2 logistic regression; mean: mean difference "
@@ -54,9 +54,9 @@ def cav(
                                                 "clips (default: as many as random sets)."),
     agreement: bool = typer.Option(False, "--agreement",
                                    help="Also fit the mean-difference CAV and store its cosine with each CAV."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (balancing, splits, SGD, resamples)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
-    version: bool = cli.version_option(),
+    seed: int = options.seed(help="Random seed (balancing, splits, SGD, resamples)."),
+    quiet: bool = options.quiet(),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     if classifier not in CLASSIFIERS:
