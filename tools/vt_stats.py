@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common import cli, options
 from vtcav_common.errors import VtcavError
 from vtcav_common.records import read_jsonl, write_records
 from vtcav_common.stats import CORRECTIONS, significance_tests
@@ -31,7 +31,7 @@ app = cli.make_app(
 @app.command()
 def stats(
     scores: str = typer.Argument("-", help="Scores JSONL from vt-score ('-' for stdin)."),
-    output: str = typer.Option("-", "-o", "--output", help="Statistics JSONL ('-' for stdout)."),
+    output: str = options.output("-", help="Statistics JSONL ('-' for stdout)."),
     correction: str = typer.Option("bonferroni", "--correction", help=f"One of {', '.join(CORRECTIONS)}."),
     alpha: float = typer.Option(0.05, "--alpha", min=0.0, max=1.0, help="Significance level after correction."),
     min_accuracy: float = typer.Option(0.6, "--min-accuracy", help="Mean CAV accuracy below which a concept "
@@ -40,8 +40,8 @@ def stats(
     plot: Path = typer.Option(None, "--plot", help="Write the figure (PNG) here."),
     title: str = typer.Option("", "--title", help="Title prefix for the figure."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the table on stderr."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No table or messages on stderr."),
-    version: bool = cli.version_option(),
+    quiet: bool = options.quiet(help="No table or messages on stderr."),
+    version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
     if correction not in CORRECTIONS:
