@@ -362,10 +362,16 @@ def merge(
 @app.command(name="list", epilog="Example:\n\n    vt-concepts list concepts.h5 | jq -r .name")
 def list_(
     path: Path = typer.Argument(..., help="A clip-set HDF5 file."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="Only these sets: names or patterns such as "
+                                                                 "'random_*' (repeatable)."),
     version: bool = cli.version_option(),
 ) -> None:
     """The sets of a clip-set file, one JSON record a line on stdout (name, kind, role, n, T, H, W, ...)."""
-    for info in clipsets.list_sets(path):
+    from vtcav_common import selection
+
+    infos = clipsets.list_sets(path)
+    chosen = set(selection.select([i.name for i in infos], sets, "set", str(path)))
+    for info in (i for i in infos if i.name in chosen):
         sys.stdout.write(json.dumps(info.to_record(), separators=(",", ":")) + "\n")
 
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli, options
+from vtcav_common import cli, options, selection
 from vtcav_common import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
@@ -46,7 +46,7 @@ def main_command(
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layer names."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Class (name or index) whose logit's gradients to record."),
-    sets: List[str] = options.sets(help="Clip set to embed (repeatable; default: all)."),
+    sets: List[str] = options.sets(help="Clip set to embed, or a pattern such as 'ball_*' (repeatable; default: all)."),
     labels: List[str] = options.labels(help="Manifest: only videos with this label (repeatable)."),
     split: Optional[str] = options.split(help="Manifest: only videos of this split."),
     name: str = typer.Option(MANIFEST_SET, "--name", help="Manifest: name of the output set."),
@@ -94,7 +94,8 @@ def main_command(
     else:
         if labels or split:
             raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
-        input_sets = clipset_inputs(inputs, sets)
+        input_sets = clipset_inputs(inputs, selection.expand(selection.hdf5_set_names(inputs, "concepts"), sets,
+                                                             "set", inputs))  # --set 'ball_*'
     # --shard: every set keeps its name and gets its block of rows (clip index order)
     input_sets, shard_identity = sharding.shard_input_sets(input_sets, sharding.parse_shard(shard))
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,

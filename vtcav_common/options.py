@@ -122,11 +122,11 @@ def split(default: Any = None, help: str = "Only videos of this split (e.g. trai
     return typer.Option(default, "--split", help=help)
 
 
-def concepts(help: str = "Concept set(s) to use (repeatable; default: all).") -> Any:
+def concepts(help: str = "Concept set(s): names or patterns such as 'ball_*' (repeatable; default: all).") -> Any:
     return typer.Option([], "--concept", help=help)
 
 
-def sets(help: str = "Set(s) to use (repeatable; default: all).") -> Any:
+def sets(help: str = "Set(s) to use: names or patterns such as 'random_*' (repeatable; default: all).") -> Any:
     return typer.Option([], "--set", help=help)
 
 

@@ -43,3 +43,31 @@ def select(names: Sequence[str], patterns: Sequence[str] | None, what: str = "se
             place = f"{where}: " if where else ""
             raise UsageError(f"{place}no {what} matches '{pattern}' ({what}s: {known or 'none'})")
     return [name for name in names if matches(name, patterns)]
+
+
+def expand(names: Sequence[str], requested: Sequence[str] | None, what: str = "set", where: str = "") -> list[str]:
+    """``requested`` with each pattern replaced by the names it matches (in ``names``' order).
+
+    Plain names are kept as given, in their place, so the caller's own checks and order
+    apply to them; a name selected twice is kept once.
+
+    >>> expand(["b", "random_00", "a", "random_01"], ["a", "random_*"])
+    ['a', 'random_00', 'random_01']
+    """
+    out: list[str] = []
+    for item in requested or ():
+        found = select(names, [item], what, where) if is_pattern(item) else [item]
+        out += [name for name in found if name not in out]
+    return out
+
+
+def hdf5_set_names(path: str, group: str) -> list[str]:
+    """The names under ``group`` (``concepts`` of a clip file, ``sets`` of an embeddings file), in order;
+    empty when the file cannot be read (the caller's own reader then reports why)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return list(handle[group].keys()) if group in handle else []
+    except (OSError, ValueError):
+        return []
