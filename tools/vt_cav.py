@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from vtcav_common import cli, h5io, options
-from vtcav_common.cav import CLASSIFIERS
-from vtcav_common.cavs_file import fit_layer, plan, write_layer
-from vtcav_common.embeddings import MODEL_KEYS, Embeddings, require_same_model
+from vtcav_common import cli, options, selection
+from vtcav_common.cav import check_classifier, classifier_help
 
 app = cli.make_app(
     "vt-cav",
@@ -43,10 +40,7 @@ def cav(
     output: Path = options.output(..., help="CAV file to write (HDF5)."),
     layers: str = typer.Option("", "--layers", help="Comma-separated layers (default: all in the file)."),
     concepts: list[str] = options.concepts(),
-    classifier: str = typer.Option("sgd", "--classifier",
-                                   help="sgd: SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), the TCAV "
-                                        "reference; logistic: L2 logistic regression; mean: mean difference "
-                                        "(FastCAV)."),
+    classifier: str = typer.Option("sgd", "--classifier", help=classifier_help()),
     relative: list[str] = typer.Option([], "--relative", help="A:B relative CAV (concept A against concept B). "
                                                               "Repeatable."),
     relative_resamples: int = typer.Option(0, "--relative-resamples", min=0,
@@ -55,79 +49,33 @@ def cav(
     agreement: bool = typer.Option(False, "--agreement",
                                    help="Also fit the mean-difference CAV and store its cosine with each CAV."),
     seed: int = options.seed(help="Random seed (balancing, splits, SGD, resamples)."),
+    device: str = typer.Option("auto", "--device",
+                               help="Where the Gram products and back-projection run: auto (cuda when present), "
+                                    "cpu, or cuda."),
+    max_memory: float = typer.Option(None, "--max-memory", metavar="MB",
+                                     help="Memory the run may use (default: what the system has available); "
+                                          "activations are streamed in blocks sized to it, and a run that "
+                                          "cannot fit is refused before any work."),
+    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite",
+                                        help="Drop clips with NaN/inf activations (counted on stderr) instead "
+                                             "of refusing the file."),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
-    if classifier not in CLASSIFIERS:
-        raise cli.UsageError(f"unknown classifier '{classifier}'; choose from {', '.join(CLASSIFIERS)}")
-    files = [Embeddings(path) for path in embeddings]
-    try:
-        first = files[0]
-        for other in files[1:]:
-            require_same_model(first.path, first.provenance, other.path, other.provenance)
-        where, roles = {}, {}
-        for emb in files:
-            for info in emb.sets():
-                if info.name in where:
-                    raise cli.UsageError(f"{emb.path}: set '{info.name}' also in {where[info.name].path}")
-                where[info.name], roles[info.name] = emb, info.role
-        randoms = sorted(n for n, r in roles.items() if r == "random")
-        concept_names = concepts or [n for n, r in roles.items() if r == "concept"]
-        pairs = _parse_relative(relative)
-        unknown = [n for n in concept_names + [x for p in pairs for x in p] if n not in where]
-        if unknown:
-            raise cli.UsageError(f"unknown set(s) {', '.join(sorted(set(unknown)))}; the files have "
-                                 f"{', '.join(where)}")
-        chosen_layers = [l for l in layers.split(",") if l] or first.layers
-        missing = [l for l in chosen_layers if l not in first.layers]
-        if missing:
-            raise cli.UsageError(f"{first.path}: no layer(s) {', '.join(missing)}; it has {', '.join(first.layers)}")
-        tasks = plan(concept_names, randoms, pairs, relative_resamples or len(randoms))
-        used = sorted({t.concept for t in tasks} | {t.against for t in tasks})
+    from vtcav_common.tcav import FitOptions, fit_cavs
 
-        provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
-        provenance.update(layers=chosen_layers, classifier=classifier, seed=seed,
-                          sources=[str(p) for p in embeddings], concepts=concept_names, randoms=randoms,
-                          relative=[list(p) for p in pairs])
-        cli.info(f"vt-cav: {len(tasks)} CAVs per layer ({len(concept_names)} concept(s) x {len(randoms)} random "
-                 f"sets, {len(randoms)} null, {len(tasks) - (len(concept_names) + 1) * len(randoms)} relative) "
-                 f"at {len(chosen_layers)} layer(s), classifier {classifier}")
-        with h5io.create(output, "cavs", "vt-cav", provenance) as handle:
-            for index, layer in enumerate(cli.progress(chosen_layers, len(chosen_layers), "layers")):
-                rows, counts = _stack(where, used, layer)
-                fitted = fit_layer(rows, counts, tasks, classifier, seed, index, agreement)
-                del rows
-                write_layer(handle, layer, tasks, fitted)
-                _report(layer, tasks, fitted)
-    finally:
-        for emb in files:
-            emb.handle.close()
-
-
-def _stack(where: dict, names: list[str], layer: str):
-    """All the sets' activations at one layer as one matrix (files read in turn)."""
-    blocks, counts = [], {}
-    by_file = {}
-    for name in names:
-        by_file.setdefault(id(where[name]), (where[name], []))[1].append(name)
-    for emb, file_names in by_file.values():
-        rows, file_counts = emb.stack_flat(file_names, layer)
-        blocks.append(rows)
-        counts.update(zip(file_names, file_counts))
-    rows = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-    return rows, counts
-
-
-def _report(layer: str, tasks, fitted) -> None:
-    kinds = {}
-    for task, accuracy in zip(tasks, fitted["accuracy"]):
-        kinds.setdefault(task.kind, []).append(float(accuracy))
-    summary = ", ".join(f"{kind} acc {sum(v) / len(v):.2f}" for kind, v in kinds.items())
-    extra = ""
-    if "fastcav_cosine" in fitted:
-        extra = f", cosine to FastCAV {float(fitted['fastcav_cosine'].mean()):.2f}"
-    cli.info(f"  {layer}: {summary}{extra}")
+    check_classifier(classifier)
+    if max_memory is not None and max_memory < 1:
+        raise cli.UsageError(f"--max-memory must be a positive number of MB, got {max_memory}")
+    options = FitOptions(classifier=classifier, seed=seed, agreement=agreement, device=device,
+                         max_memory=None if max_memory is None else int(max_memory * (1 << 20)),
+                         skip_nonfinite=skip_nonfinite)
+    known = [name for path in embeddings for name in selection.hdf5_set_names(str(path), "sets")]
+    concepts = selection.expand(known, concepts, "set", ", ".join(map(str, embeddings)))  # --concept 'ball_*'
+    fit_cavs(embeddings, output, layers=[name for name in layers.split(",") if name], concepts=concepts,
+             relative=_parse_relative(relative), relative_resamples=relative_resamples, options=options,
+             info=lambda message: cli.info(f"vt-cav: {message}"), warn=cli.warn)
 
 
 main = cli.entry(app, "vt-cav")

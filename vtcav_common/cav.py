@@ -11,13 +11,12 @@ So we express every row in an orthonormal basis of ``span(X)`` (``r <= M`` numbe
 instead of ``D``), fit scikit-learn's own classifier there, and map the weight back:
 the fitted boundary is the same one the classifier would find in ``D`` dimensions,
 at a cost of ``O(M r)`` per epoch instead of ``O(M D)``.  The basis comes from one
-eigendecomposition of the Gram matrix ``X X^T`` per layer.
+eigendecomposition of the Gram matrix ``X X^T`` per layer, which can be accumulated
+block by block (:mod:`vtcav_common.tcav` streams it from HDF5), and mapping back is one
+product ``X^T (U S^-1 c)``, streamed the same way.
 
-Classifiers:
-
-- ``sgd``: ``SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3)``, the TCAV reference;
-- ``logistic``: L2 logistic regression;
-- ``mean``: the mean difference of the two sets ("FastCAV"): no fitting at all.
+Classifiers are a registry (:data:`CLASSIFIERS`): a new one is one function here,
+decorated with :func:`register_classifier`; help texts and validation come from the list.
 
 Example:
     >>> import numpy as np
@@ -33,51 +32,117 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import train_test_split
 
-CLASSIFIERS = ("sgd", "logistic", "mean")
+from .errors import UsageError
+
 TEST_FRACTION = 1 / 3
 
 
+# --------------------------------------------------------------------------- the classifier registry
+@dataclass(frozen=True)
+class Classifier:
+    name: str
+    help: str
+    # fit(x, label, seed) -> (coefficient toward label 1, predict(x) -> 0/1 labels)
+    fit: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+
+
+CLASSIFIERS: dict[str, Classifier] = {}
+
+
+def register_classifier(name: str, help: str):
+    """Decorator: add a CAV classifier under ``name`` (its ``help`` goes into ``--help``)."""
+    def register(function):
+        CLASSIFIERS[name] = Classifier(name, help, function)
+        return function
+    return register
+
+
+def classifier_help() -> str:
+    return "; ".join(f"{c.name}: {c.help}" for c in CLASSIFIERS.values()) + "."
+
+
+def check_classifier(name: str) -> Classifier:
+    if name not in CLASSIFIERS:
+        raise UsageError(f"unknown classifier '{name}'; choose from {', '.join(CLASSIFIERS)}")
+    return CLASSIFIERS[name]
+
+
+def _sklearn_direction(model):
+    """The coefficient of a fitted binary scikit-learn linear model, pointing toward label 1."""
+    coef = model.coef_[0] if model.classes_[1] == 1 else -model.coef_[0]
+    return coef, model.predict
+
+
+@register_classifier("sgd", "SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), the TCAV reference")
+def _sgd(x: np.ndarray, label: np.ndarray, seed: int):
+    from sklearn.linear_model import SGDClassifier
+
+    return _sklearn_direction(SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed).fit(x, label))
+
+
+@register_classifier("logistic", "L2 logistic regression")
+def _logistic(x: np.ndarray, label: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return _sklearn_direction(LogisticRegression(C=1.0, max_iter=2000).fit(x, label))
+
+
+@register_classifier("mean", "mean difference of the two sets (FastCAV), no fitting")
+def _mean_difference(x: np.ndarray, label: np.ndarray, seed: int):
+    """The direction from the random mean to the concept mean, threshold midway."""
+    mean_pos, mean_neg = x[label == 1].mean(0), x[label == 0].mean(0)
+    direction = mean_pos - mean_neg
+    threshold = float(direction @ (mean_pos + mean_neg) / 2)
+    return direction, lambda rows: (rows @ direction > threshold).astype(int)
+
+
+# --------------------------------------------------------------------------- the activation space
 class ActivationSpace:
     """The rows of ``X`` (``M x D``) in an orthonormal basis of their span.
 
     ``coords`` (``M x r``) preserves every inner product between rows, so any linear
     classifier with an L2 penalty fits the same boundary on ``coords`` as on ``X``.
+    Built from the rows (small problems, tests) or from their Gram matrix
+    (:meth:`from_gram`, when the rows are streamed and never held at once).
     """
 
-    def __init__(self, rows: np.ndarray, rel_tol: float = 1e-7):
-        rows = np.asarray(rows, dtype=np.float32)
-        if rows.ndim != 2:
-            raise ValueError(f"expected an M x D matrix, got shape {rows.shape}")
+    def __init__(self, rows: np.ndarray | None = None, rel_tol: float = 1e-7, *, gram: np.ndarray | None = None):
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.float32)
+            if rows.ndim != 2:
+                raise ValueError(f"expected an M x D matrix, got shape {rows.shape}")
+            gram = (rows @ rows.T).astype(np.float64)
         self.rows = rows
-        # The one heavy product (M x M x D): torch's threaded BLAS; float32 in, float64 after.
-        tensor = torch.from_numpy(rows)
-        gram = (tensor @ tensor.T).double().numpy()
-        eigval, eigvec = np.linalg.eigh(gram)
-        keep = eigval > rel_tol * max(float(eigval[-1]), 1e-30)
+        eigval, eigvec = np.linalg.eigh(np.asarray(gram, np.float64))
+        keep = eigval > rel_tol * max(float(eigval[-1]) if len(eigval) else 0.0, 1e-30)
         self._scale = np.sqrt(eigval[keep])                  # singular values of X
-        self._left = eigvec[:, keep]                          # left singular vectors U
-        self.coords = self._left * self._scale                # U S: rows in the basis
+        self.coords = eigvec[:, keep] * self._scale          # U S: rows in the basis
+
+    @classmethod
+    def from_gram(cls, gram: np.ndarray, rel_tol: float = 1e-7) -> "ActivationSpace":
+        return cls(None, rel_tol, gram=gram)
 
     @property
     def rank(self) -> int:
         return self.coords.shape[1]
 
-    def to_features(self, coef: np.ndarray) -> np.ndarray:
-        """Map weight vectors from basis coordinates (``k x r``) back to ``k x D``.
+    def mix(self, coef: np.ndarray) -> np.ndarray:
+        """Weights over the rows (``M x k``) whose combination ``X^T mix`` is each CAV.
 
-        The basis is ``Q = X^T U S^-1``, so ``Q c = X^T (U S^-1 c)``: one matmul for
-        all the CAVs of a layer.
+        The basis is ``Q = X^T U S^-1``, so ``Q c = X^T (U S^-1 c)`` and ``U = coords / S``.
         """
         coef = np.atleast_2d(coef)
-        mix = (self._left / self._scale) @ coef.T             # M x k
-        mix = torch.from_numpy(mix.astype(np.float32))
-        return (mix.T @ torch.from_numpy(self.rows)).numpy()  # k x D
+        return ((self.coords / self._scale ** 2) @ coef.T).astype(np.float32)
+
+    def to_features(self, coef: np.ndarray) -> np.ndarray:
+        """Map weight vectors from basis coordinates (``k x r``) back to ``k x D`` (rows held)."""
+        if self.rows is None:
+            raise ValueError("this space was built from a Gram matrix: stream the rows through mix()")
+        return self.mix(coef).T @ self.rows
 
 
 @dataclass
@@ -100,14 +165,6 @@ def balanced_indices(positive: np.ndarray, negative: np.ndarray,
     return positive, negative
 
 
-def _classifier(name: str, seed: int):
-    if name == "sgd":
-        return SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed)
-    if name == "logistic":
-        return LogisticRegression(C=1.0, max_iter=2000)
-    raise ValueError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
-
-
 def fit_cav(space: ActivationSpace, positive: np.ndarray, negative: np.ndarray,
             classifier: str = "sgd", seed: int = 0) -> CAVFit:
     """Fit one CAV: rows ``positive`` (the concept) against rows ``negative``.
@@ -115,6 +172,9 @@ def fit_cav(space: ActivationSpace, positive: np.ndarray, negative: np.ndarray,
     Classes are balanced, split 2/3 train 1/3 test (stratified, seeded); the returned
     coefficient points toward the concept.  Call :func:`finalize` for unit vectors.
     """
+    from sklearn.model_selection import train_test_split
+
+    method = check_classifier(classifier)
     rng = np.random.default_rng(seed)
     positive, negative = balanced_indices(np.asarray(positive), np.asarray(negative), rng)
     if len(positive) < 3:
@@ -124,31 +184,21 @@ def fit_cav(space: ActivationSpace, positive: np.ndarray, negative: np.ndarray,
     train, test = train_test_split(np.arange(len(index)), test_size=TEST_FRACTION, stratify=label,
                                    random_state=seed)
     x = space.coords[index]
-    if classifier == "mean":
-        coef, threshold = _mean_difference(x[train], label[train])
-        predicted = (x[test] @ coef > threshold).astype(int)
-    else:
-        model = _classifier(classifier, seed).fit(x[train], label[train])
-        coef = model.coef_[0] if model.classes_[1] == 1 else -model.coef_[0]
-        predicted = model.predict(x[test])
-    accuracy = float(np.mean(predicted == label[test]))
+    coef, predict = method.fit(x[train], label[train], seed)
+    accuracy = float(np.mean(predict(x[test]) == label[test]))
     return CAVFit(np.asarray(coef, np.float64), accuracy, len(train), len(test))
 
 
-def _mean_difference(x: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float]:
-    """FastCAV: the direction from the random mean to the concept mean, threshold midway."""
-    mean_pos, mean_neg = x[label == 1].mean(0), x[label == 0].mean(0)
-    direction = mean_pos - mean_neg
-    return direction, float(direction @ (mean_pos + mean_neg) / 2)
-
-
 def finalize(space: ActivationSpace, fits: list[CAVFit]) -> np.ndarray:
-    """Unit CAVs in feature space for many fits at once (``k x D`` float32)."""
+    """Unit CAVs in feature space for many fits at once (``k x D`` float32; rows held)."""
     if not fits:
         return np.zeros((0, space.rows.shape[1]), np.float32)
-    vectors = space.to_features(np.stack([f.coef for f in fits]))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = vectors / np.maximum(norms, 1e-30)
+    vectors = normalize(space.to_features(np.stack([f.coef for f in fits])))
     for fit, vector in zip(fits, vectors):
         fit.vector = vector
-    return vectors.astype(np.float32)
+    return vectors
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-30)).astype(np.float32)

@@ -23,24 +23,20 @@ Example::
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from .. import cli, clipsets, h5io
-from ..cav import CLASSIFIERS
-from ..cavs_file import fit_layer, plan, write_layer
+from ..cav import check_classifier
 from ..clipsets import ClipSetWriter
 from ..embed import clipset_inputs, embed, manifest_inputs
-from ..embeddings import Embeddings
 from ..errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel
-from ..scoring import directional_derivatives, tcav_scores
 from ..stats import CORRECTIONS, significance_tests
+from ..tcav import FitOptions, fit_cavs, quiet_convergence, score_cavs
 from .candidates import CANDIDATE_SET, TOOL
 from .features import Embedder
 from .store import SupervoxelAppender, read_rows, require_supervoxel_set
@@ -66,8 +62,7 @@ class DiscoverOptions:
     batch_size: int = 16
 
     def check(self) -> None:
-        if self.classifier not in CLASSIFIERS:
-            raise UsageError(f"unknown classifier '{self.classifier}'; choose from {', '.join(CLASSIFIERS)}")
+        check_classifier(self.classifier)
         if self.correction not in CORRECTIONS:
             raise UsageError(f"unknown correction '{self.correction}'; choose from {', '.join(CORRECTIONS)}")
         if self.k < 2:
@@ -192,39 +187,13 @@ def rank_concepts(loaded: LoadedModel, concepts_file: str, concepts: list[str], 
     inputs = manifest_inputs(videos, loaded.input_spec.frames, [target], options.split)
     embed(loaded, [layer], inputs, grads_path, target=target, dtype="float32",
           batch_size=options.batch_size, seed=options.seed, inputs_name=Path(videos).name, tool=TOOL)
-    with Embeddings(acts_path) as acts, Embeddings(grads_path) as grads:
-        randoms = sorted(s.name for s in acts.sets() if s.role == "random")
-        tasks = plan(concepts, randoms, [], 0)
-        names = concepts + randoms
-        rows, counts = acts.stack_flat(names, layer)
-        fitted = _fit_quietly(rows, dict(zip(names, counts)), tasks, options)
-        del rows
-        with h5io.create(work_dir / "cavs.h5", "cavs", TOOL,
-                         {"model": acts.provenance.get("model"), "input": acts.provenance.get("input"),
-                          "layers": [layer], "classifier": options.classifier, "seed": options.seed,
-                          "concepts": concepts, "randoms": randoms}) as handle:
-            write_layer(handle, layer, tasks, fitted)
-        derivatives = directional_derivatives(grads.iter_flat("inputs", layer, "grads"), fitted["vectors"])
-        n_inputs = derivatives.shape[0]
-    signs, magnitudes = tcav_scores(derivatives)
-    records = [{"target": target, "layer": layer, "concept": task.concept, "against": task.against,
-                "kind": task.kind, "replicate": task.replicate, "score": float(s), "magnitude": float(m),
-                "cav_accuracy": float(a), "n_inputs": n_inputs}
-               for task, s, m, a in zip(tasks, signs, magnitudes, fitted["accuracy"])]
+    fit_options = FitOptions(classifier=options.classifier, seed=options.seed)
+    quiet_convergence(fit_cavs, [acts_path], work_dir / "cavs.h5", layers=[layer], concepts=concepts,
+                      options=fit_options, tool=TOOL, warn=cli.warn)
+    records = [r.to_dict() for r in score_cavs(work_dir / "cavs.h5", grads_path)]
+    n_inputs = records[0]["n_inputs"] if records else 0
     results = significance_tests(records, options.correction, options.alpha, options.min_accuracy)
     return _ranking(results, concepts_file, n_inputs)
-
-
-def _fit_quietly(rows: np.ndarray, counts: dict[str, int], tasks: list, options: DiscoverOptions
-                 ) -> dict[str, np.ndarray]:
-    """fit_layer, with scikit-learn's per-fit convergence warnings summed up in one line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        fitted = fit_layer(rows, counts, tasks, options.classifier, options.seed, 0)
-    unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if unconverged:
-        cli.warn(f"{unconverged} of {len(tasks)} CAV fits reached the iteration limit before converging")
-    return fitted
 
 
 def _ranking(results: list[dict], concepts_file: str, n_inputs: int) -> list[dict]:

@@ -1,0 +1,226 @@
+"""Which CAVs to fit, and fitting them layer by layer from activations streamed from HDF5."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import cavs_file
+from ..cav import ActivationSpace, CAVFit, check_classifier, fit_cav
+from ..embeddings import MODEL_KEYS, Embeddings, require_same_model
+from ..errors import UsageError, VtcavError
+from .streaming import LayerRows, Linalg, Part, available_memory, block_columns, choose_linalg
+
+RESAMPLE_FRACTION = 0.8
+
+
+@dataclass(frozen=True)
+class CAVTask:
+    concept: str            # positive set
+    against: str            # negative set
+    kind: str               # "concept", "null" or "relative"
+    replicate: int
+    resample: bool = False  # relative CAVs are fitted on resampled clips
+
+
+def plan(concepts: list[str], randoms: list[str], relative: list[tuple[str, str]],
+         relative_resamples: int) -> list[CAVTask]:
+    """Every concept x random set, the random-vs-random null, and relative pairs."""
+    if len(randoms) < 2:
+        raise VtcavError(f"need at least 2 random sets for the null distribution, got {len(randoms)}")
+    tasks = [CAVTask(c, r, "concept", i) for c in concepts for i, r in enumerate(randoms)]
+    # Null: each random set against the next one, scored exactly like the concepts.
+    tasks += [CAVTask(r, randoms[(i + 1) % len(randoms)], "null", i) for i, r in enumerate(randoms)]
+    tasks += [CAVTask(a, b, "relative", i, resample=True)
+              for a, b in relative for i in range(relative_resamples)]
+    return tasks
+
+
+def task_seed(seed: int, *keys: int) -> int:
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] % (2 ** 31 - 1))
+
+
+@dataclass
+class FitOptions:
+    classifier: str = "sgd"
+    seed: int = 0
+    agreement: bool = False           # also the mean-difference CAV, and its cosine with each CAV
+    device: str = "auto"
+    max_memory: int | None = None     # bytes; None: the memory the kernel says is available
+    skip_nonfinite: bool = False      # drop clips with non-finite activations instead of refusing
+
+
+@dataclass
+class FitSummary:
+    layers: list[str]
+    tasks: list[CAVTask]
+    linalg: str
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)   # layer -> kind -> mean
+    skipped: dict[str, int] = field(default_factory=dict)                 # layer -> clips dropped
+
+
+def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_index: int,
+              linalg: Linalg, columns: int, warn: Callable[[str], None] = lambda message: None
+              ) -> dict[str, np.ndarray]:
+    """Every task's CAV at one layer: one streamed pass for the Gram matrix, one for the vectors."""
+    gram = np.zeros((rows.m, rows.m), np.float64)
+    for _, block in rows.column_blocks(columns):
+        linalg.gram_add(gram, block)
+    bad = np.flatnonzero(~np.isfinite(np.diag(gram)))
+    if len(bad):
+        if not options.skip_nonfinite:
+            part, row = rows.where(int(bad[0]))
+            item = part.emb.ids(part.name)[row]
+            raise VtcavError(f"{part.emb.path}: non-finite activations at layer '{rows.layer}', set '{part.name}', "
+                             f"clip {row} ({item}); {len(bad)} clip(s) in all (--skip-nonfinite drops them)")
+        warn(f"layer '{rows.layer}': skipped {len(bad)} clip(s) with non-finite activations")
+    good = np.ones(rows.m, bool)
+    good[bad] = False
+    space = ActivationSpace.from_gram(gram[np.ix_(good, good)] if len(bad) else gram)
+    del gram
+    renumber = np.cumsum(good) - 1                       # global row -> row of the space
+    offsets = np.cumsum([0] + rows.counts)
+    where = {p.name: renumber[np.arange(offsets[i], offsets[i + 1])[good[offsets[i]:offsets[i + 1]]]]
+             for i, p in enumerate(rows.parts)}
+    fits, mean_fits = _fit_all(space, where, tasks, options, layer_index)
+    everything = fits + mean_fits
+    mix = np.zeros((rows.m, len(everything)), np.float32)
+    mix[good] = space.mix(np.stack([f.coef for f in everything]))
+    vectors = np.empty((len(everything), rows.width), np.float32)
+    for first, block in rows.column_blocks(columns):
+        if len(bad):
+            block[bad] = 0                               # 0 weight times NaN would still be NaN
+        vectors[:, first:first + block.shape[1]] = linalg.project(mix, block)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    result = {
+        "vectors": vectors[:len(fits)],
+        "accuracy": np.array([f.accuracy for f in fits], np.float32),
+        "n_train": np.array([f.n_train for f in fits], np.int32),
+        "n_test": np.array([f.n_test for f in fits], np.int32),
+    }
+    if options.agreement:
+        result["fastcav_cosine"] = np.sum(vectors[:len(fits)] * vectors[len(fits):], axis=1).astype(np.float32)
+        result["fastcav_accuracy"] = np.array([f.accuracy for f in mean_fits], np.float32)
+    result["skipped"] = len(bad)
+    return result
+
+
+def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[CAVTask], options: FitOptions,
+             layer_index: int) -> tuple[list[CAVFit], list[CAVFit]]:
+    fits, mean_fits = [], []
+    for number, task in enumerate(tasks):
+        seed = task_seed(options.seed, layer_index, number)
+        positive, negative = where[task.concept], where[task.against]
+        if task.resample:
+            rng = np.random.default_rng(seed)
+            positive = np.sort(rng.choice(positive, max(3, int(RESAMPLE_FRACTION * len(positive))), replace=False))
+            negative = np.sort(rng.choice(negative, max(3, int(RESAMPLE_FRACTION * len(negative))), replace=False))
+        try:
+            fits.append(fit_cav(space, positive, negative, options.classifier, seed))
+            if options.agreement:
+                mean_fits.append(fit_cav(space, positive, negative, "mean", seed))
+        except ValueError as err:
+            raise VtcavError(f"CAV {task.concept} vs {task.against}: {err}") from None
+    return fits, mean_fits
+
+
+def fit_cavs(sources: list[str | Path], output: str | Path, *, layers: list[str] | None = None,
+             concepts: list[str] | None = None, relative: list[tuple[str, str]] = (),
+             relative_resamples: int = 0, options: FitOptions = FitOptions(), tool: str = "vt-cav",
+             info: Callable[[str], None] = lambda message: None,
+             warn: Callable[[str], None] = lambda message: None) -> FitSummary:
+    """Fit every concept x random set, the null and relative CAVs at every layer; write the CAV file.
+
+    ``sources`` are embeddings files of one model and input sampling; sets with role
+    ``random`` are the random sets, ``concepts`` (default: every other set) the concepts.
+    """
+    check_classifier(options.classifier)
+    files = [Embeddings(path) for path in sources]
+    try:
+        return _fit_files(files, output, layers, concepts, list(relative), relative_resamples, options, tool,
+                          info, warn)
+    finally:
+        for emb in files:
+            emb.close()
+
+
+def _fit_files(files: list[Embeddings], output, layers, concepts, relative, relative_resamples, options, tool,
+               info, warn) -> FitSummary:
+    first = files[0]
+    for other in files[1:]:
+        require_same_model(first.path, first.provenance, other.path, other.provenance)
+    where, infos = {}, {}
+    for emb in files:
+        for info_ in emb.sets():
+            if info_.name in where:
+                raise UsageError(f"{emb.path}: set '{info_.name}' also in {where[info_.name].path}")
+            where[info_.name], infos[info_.name] = emb, info_
+    randoms = sorted(n for n, i in infos.items() if i.role == "random")
+    concept_names = list(concepts or [n for n, i in infos.items() if i.role == "concept"])
+    unknown = [n for n in concept_names + [x for p in relative for x in p] if n not in where]
+    if unknown:
+        raise UsageError(f"unknown set(s) {', '.join(sorted(set(unknown)))}; the files have {', '.join(where)}")
+    chosen = list(layers or first.layers)
+    missing = [layer for layer in chosen if layer not in first.layers]
+    if missing:
+        raise UsageError(f"{first.path}: no layer(s) {', '.join(missing)}; it has {', '.join(first.layers)}")
+    if len(randoms) < 2:
+        raise VtcavError(f"{', '.join(emb.path for emb in files)}: need at least 2 sets of role 'random' for the "
+                         f"null distribution (vt-concepts random --sets), found {len(randoms)}")
+    tasks = plan(concept_names, randoms, relative, relative_resamples or len(randoms))
+    used = sorted({t.concept for t in tasks} | {t.against for t in tasks})
+    parts = [Part(where[name], name, infos[name].n) for name in used]
+    layer_rows = [LayerRows(parts, layer) for layer in chosen]
+    k = len(tasks) * (2 if options.agreement else 1)
+    max_memory = options.max_memory or available_memory()
+    columns = {rows.layer: block_columns(rows.m, rows.width, k, max_memory, f"{first.path}: layer '{rows.layer}'")
+               for rows in layer_rows}                   # every layer checked before any work
+    flops = sum(2.0 * rows.m * rows.m * rows.width for rows in layer_rows)
+    linalg = choose_linalg(options.device, flops)
+    provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
+    provenance.update(layers=chosen, classifier=options.classifier, seed=options.seed,
+                      sources=[emb.path for emb in files], source_runs=[emb.run_id for emb in files],
+                      concepts=concept_names, randoms=randoms, relative=[list(p) for p in relative])
+    if options.skip_nonfinite:
+        provenance["skip_nonfinite"] = True
+    n_relative = len(tasks) - (len(concept_names) + 1) * len(randoms)
+    info(f"{len(tasks)} CAVs per layer ({len(concept_names)} concept(s) x {len(randoms)} random sets, "
+         f"{len(randoms)} null, {n_relative} relative) at {len(chosen)} layer(s), classifier {options.classifier}, "
+         f"{layer_rows[0].m} clips, products on {linalg.name}")
+    summary = FitSummary(chosen, tasks, linalg.name)
+    with cavs_file.CAVWriter(output, tool, provenance) as writer:
+        for index, rows in enumerate(layer_rows):
+            fitted = fit_layer(rows, tasks, options, index, linalg, columns[rows.layer], warn)
+            summary.skipped[rows.layer] = fitted.pop("skipped")
+            writer.write_layer(rows.layer, [t.concept for t in tasks], [t.against for t in tasks],
+                               [t.kind for t in tasks], [t.replicate for t in tasks], fitted)
+            summary.accuracy[rows.layer] = _mean_accuracy(tasks, fitted)
+            extra = (f", cosine to FastCAV {float(fitted['fastcav_cosine'].mean()):.2f}"
+                     if "fastcav_cosine" in fitted else "")
+            info(f"  {rows.layer}: " + ", ".join(f"{kind} acc {acc:.2f}"
+                                                for kind, acc in summary.accuracy[rows.layer].items()) + extra)
+    return summary
+
+
+def _mean_accuracy(tasks: list[CAVTask], fitted: dict) -> dict[str, float]:
+    kinds: dict[str, list[float]] = {}
+    for task, accuracy in zip(tasks, fitted["accuracy"]):
+        kinds.setdefault(task.kind, []).append(float(accuracy))
+    return {kind: sum(v) / len(v) for kind, v in kinds.items()}
+
+
+def quiet_convergence(function, *args, warn: Callable[[str], None] = lambda message: None, **kwargs):
+    """Call ``function`` with scikit-learn's per-fit convergence warnings summed up in one line."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        result = function(*args, **kwargs)
+    unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if unconverged:
+        warn(f"{unconverged} CAV fit(s) reached the iteration limit before converging")
+    return result

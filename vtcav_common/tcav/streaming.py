@@ -1,0 +1,164 @@
+"""Activations streamed from HDF5: the Gram matrix block by block, the back-projection in blocks.
+
+Nothing of size (clips x features) is held: a layer's rows are read as column blocks
+(every clip, a slab of features), so memory is the ``M x M`` Gram matrix plus one block,
+whatever ``M``; the block is sized to ``--max-memory``.
+
+The products run on a :class:`Linalg` backend: numpy (no torch import), torch on the CPU
+(its BLAS was about 2x faster than numpy's on this project's machine, so it is used when
+the products are large enough to repay importing torch), or torch on a CUDA device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from ..embeddings import Embeddings, column_slabs
+from ..errors import UsageError, VtcavError
+
+MB = 1 << 20
+SLAB_BYTES = 256 * MB          # the largest column block (float32 plus its float16 read)
+BASE_BYTES = 300 * MB          # the interpreter, numpy, h5py and scikit-learn
+TORCH_CPU_FLOPS = 2e10         # below this, importing torch (about 2 s) costs more than its BLAS saves
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Part:
+    emb: Embeddings
+    name: str
+    n: int
+
+
+class LayerRows:
+    """Several sets' activations at one layer, as one virtual ``M x D`` matrix read in blocks."""
+
+    def __init__(self, parts: list[Part], layer: str):
+        self.parts, self.layer = parts, layer
+        shapes = {p.emb.path: p.emb.layer_shape(layer) for p in parts}
+        if len(set(shapes.values())) > 1:
+            (path_a, a), (path_b, b) = list(shapes.items())[:2]
+            raise VtcavError(f"{path_b}: layer '{layer}' has shape {b}, {path_a} has {a}")
+        self.shape = next(iter(shapes.values()))
+        self.width = int(np.prod(self.shape))
+        self.counts = [p.n for p in parts]
+        self.m = sum(self.counts)
+
+    def column_blocks(self, columns: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first feature, M x d float32)`` for consecutive slabs of at most ``columns`` features."""
+        buffer = None
+        for first, index in column_slabs(self.shape, columns):
+            start = 0
+            block = None
+            for part in self.parts:
+                piece = part.emb.dataset(part.name, self.layer)[(slice(None), *index)]
+                piece = piece.reshape(piece.shape[0], -1)
+                if block is None:   # one buffer for every slab: no allocation per block
+                    d = piece.shape[1]
+                    if buffer is None:
+                        buffer = np.empty(self.m * max(d, min(columns, self.width)), np.float32)
+                    block = buffer[:self.m * d].reshape(self.m, d)
+                block[start:start + part.n] = piece
+                start += part.n
+            yield first, block
+
+    def where(self, row: int) -> tuple[Part, int]:
+        """The set and its row number of a global row."""
+        for part in self.parts:
+            if row < part.n:
+                return part, row
+            row -= part.n
+        raise IndexError(row)
+
+
+# --------------------------------------------------------------------------- the products
+class Linalg:
+    """``B B^T`` (accumulated in float64) and ``W^T B`` on numpy or a torch device."""
+
+    def __init__(self, name: str):
+        self.name = name                      # "numpy", "cpu" (torch) or "cuda" (torch)
+        if name != "numpy":
+            import torch
+
+            self.torch, self.device = torch, torch.device(name)
+
+    def gram_add(self, gram: np.ndarray, block: np.ndarray) -> None:
+        if self.name == "numpy":
+            gram += block @ block.T           # float32 product, widened as it is added
+            return
+        x = self.torch.from_numpy(block).to(self.device)
+        gram += (x @ x.T).cpu().numpy()
+
+    def project(self, mix: np.ndarray, block: np.ndarray) -> np.ndarray:
+        """``mix^T block``: ``k x d`` float32."""
+        if self.name == "numpy":
+            return mix.T @ block
+        t = self.torch
+        return (t.from_numpy(np.ascontiguousarray(mix.T)).to(self.device)
+                @ t.from_numpy(block).to(self.device)).cpu().numpy()
+
+
+def choose_linalg(device: str, flops: float) -> Linalg:
+    """``auto``: CUDA when there is a GPU, else the CPU; on the CPU torch's BLAS for big products."""
+    if device not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if device in ("auto", "cuda"):
+        if _cuda_available():
+            return Linalg("cuda")
+        if device == "cuda":
+            raise UsageError("--device cuda: no CUDA device is available")
+    if flops >= TORCH_CPU_FLOPS and _torch_installed():
+        return Linalg("cpu")
+    return Linalg("numpy")
+
+
+def _cuda_available() -> bool:
+    # Look for the driver before importing torch: most CPU machines then never import it.
+    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")):
+        return False
+    if not _torch_installed():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+# --------------------------------------------------------------------------- memory
+def available_memory() -> int:
+    """MemAvailable (bytes) where the kernel says, else 8 GiB."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def block_columns(m: int, width: int, cavs: int, max_memory: int, where: str) -> int:
+    """Columns per block for ``m`` clips, so that the run fits ``max_memory``; refuse up front if not.
+
+    Fixed: the Gram matrix and what its eigendecomposition needs (about five ``M x M``
+    float64), the layer's CAVs (``k x D`` float32, twice while normalised). Per column:
+    the float32 block and the float16 piece read into it.
+    """
+    fixed = BASE_BYTES + 5 * 8 * m * m + 2 * 4 * cavs * width
+    per_column = 6 * m
+    left = max_memory - fixed
+    if left < per_column:
+        raise VtcavError(
+            f"{where}: needs at least {(fixed + per_column) / MB:.0f} MB ({m} x {m} Gram matrix of {m} clips, "
+            f"{cavs} CAVs x {width} features, one block) but --max-memory is {max_memory / MB:.0f} MB; "
+            f"use fewer clips, pooled activations (vt-embed --pool) or more memory")
+    return int(max(1, min(SLAB_BYTES, left) // per_column))
