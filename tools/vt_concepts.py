@@ -305,6 +305,10 @@ def random(
     stride: int = _stride(),
     seed: int = _seed(),
     prefix: str = typer.Option("random", "--prefix", help="Set names are PREFIX_00, PREFIX_01, ..."),
+    role: str = typer.Option("random", "--role",
+                             help="random: the sets CAVs are tested against; concept: null concepts (random "
+                                  "clips handed in as concepts, to measure the false-positive rate; use another "
+                                  "--prefix and --seed than the random sets)."),
     append: bool = _append(),
     replace: bool = _replace(),
     quiet: bool = _quiet(),
@@ -315,6 +319,8 @@ def random(
     the target's, e.g. `--exclude-label right`). No clip is drawn twice. Use the same `--frames`,
     `--size` and `--frame-stride` as the concepts they are tested against."""
     cli.set_quiet(quiet)
+    if role not in ("random", "concept"):
+        raise cli.UsageError(f"--role is 'random' or 'concept', got '{role}'")
     catalog = VideoCatalog.open(videos)
     label_filter = LabelFilter(frozenset(labels or ()), frozenset(exclude or ()), split)
     label_filter.check(catalog)
@@ -331,10 +337,10 @@ def random(
     pool_labels = sorted({e.label for e in entries if e.label is not None})
     run = {"command": "random", "videos": videos, "seed": seed, "labels": sorted(label_filter.labels),
            "exclude_labels": sorted(label_filter.exclude), "split": split, "sets": sets,
-           "clips_per_set": per_set, "min_window": min_window}
+           "clips_per_set": per_set, "min_window": min_window, "role": role}
     source = (f"videos labelled {', '.join(pool_labels)}" if pool_labels else f"videos in {videos}")
     with ClipSetWriter(out, sampling, TOOL, run, append=append, replace=replace) as writer:
-        targets = {set_name: writer.add_set(set_name, kind="random", role="random", classes=[],
+        targets = {set_name: writer.add_set(set_name, kind="random", role=role, classes=[],
                                             labels=pool_labels, geometry="random",
                                             description=f"random windows from {source}",
                                             provenance={**run, "set_index": i})
