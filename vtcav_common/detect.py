@@ -7,10 +7,10 @@ A fresh tracker is made for every video, so track ids restart at 1 and never lea
 one video into the next.
 
 >>> from vtcav_common import detect                          # doctest: +SKIP
->>> detector = detect.Detector.load("weights/detector.pt", detect.DetectSettings())
->>> source = detect.collect_sources(["world/labels.jsonl"])[0]
->>> info = detect.check_video(source)
->>> for record in detector.video(source, info.fps):
+>>> detector = detect.Detector.load("weights/detector.pt", detect.DetectSettings())  # doctest: +SKIP
+>>> source = detect.collect_sources(["world/labels.jsonl"])[0]                    # doctest: +SKIP
+>>> info = detect.check_video(source)                                             # doctest: +SKIP
+>>> for record in detector.video(source, info.fps):                               # doctest: +SKIP
 ...     print(record.to_json())
 
 Importing this module points ultralytics at a folder under the system's temporary

@@ -99,7 +99,7 @@ def progress_line(description: str, done: int, total: int | None, elapsed: float
     text = f"{description or 'items'} {done}"
     if total:
         text += f"/{total} ({100 * done // total}%)"
-    text += f", {rate:.2g}/s" if rate < 10 else f", {rate:.0f}/s"
+    text += f", {rate:.{2 if rate < 1 else 1 if rate < 10 else 0}f}/s"
     if total and rate > 0 and done < total:
         text += f", ETA {format_duration((total - done) / rate)}"
     return text
