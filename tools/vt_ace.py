@@ -142,9 +142,11 @@ def discover(
     cli.info(f"vt-ace: {len(result.concepts)} concepts from {result.n_candidates} candidates -> {out}; "
              f"{flagged} not significant ({time.perf_counter() - started:.1f} s)")
     for row in result.ranking:
-        cli.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f}  "
-                 f"p {row['p_corrected']:.2g}{'' if row['significant'] else '  (not significant)'}  "
-                 f"{row['members']} members")
+        side = "above" if row["direction"] == "+" else "below"
+        verdict = f"significantly {side}" if row["significant"] else f"{side}, not significant"
+        cli.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f} "
+                 f"(random {row['null_mean']:.3f}): {verdict}; p {row['p']:.2g}, {row['correction']}-corrected p "
+                 f"{row['p_corrected']:.2g}  {row['members']} members")
 
 
 @app.command(epilog="Example:\n\n"
@@ -193,7 +195,7 @@ def faithfulness(
         cli.info(line)
 
 
-@app.command(epilog="Example:\n\n    vt-ace sheet concepts.h5 --ranking ranking.jsonl -o sheets/")
+@app.command(epilog="Example:\n\n    vt-ace sheet concepts.h5 --ranking ranking.jsonl --videos world/labels.jsonl -o sheets/")
 def sheet(
     concepts: str = typer.Argument(..., help="A clip-set file (e.g. from vt-ace discover)."),
     out_dir: Path = opt.output(..., help="Folder for the PNGs (one per concept)."),
@@ -202,13 +204,16 @@ def sheet(
     frames: int = opt.columns(4, help="Frames shown per clip (columns)."),
     scale: int = typer.Option(2, "--scale", min=1, max=8, help="Pixel magnification."),
     role: str = typer.Option("concept", "--role", help="Which sets: concept or random."),
+    videos: Optional[str] = typer.Option(None, "--videos", help="Labels manifest or folder of the source videos: "
+                                                                "time spans in seconds (else in frames)."),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
-    """A contact-sheet PNG per concept: member clips (rows) x frames (columns)."""
+    """A contact-sheet PNG per concept: member clips (rows) x frames (columns), each row captioned with
+    its source video and the time span the member covers there."""
     cli.set_quiet(quiet)
     ranks = {record["concept"]: record for _, record in read_jsonl(ranking)} if ranking else None
-    written = write_sheets(concepts, out_dir, ranks, members, frames, scale, role)
+    written = write_sheets(concepts, out_dir, ranks, members, frames, scale, role, videos)
     if not written:
         raise cli.VtcavError(f"{concepts}: no sets of role '{role}' to draw")
     cli.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")

@@ -8,8 +8,9 @@ the selective rows, so the selective row shows exactly which part of the plain m
 survived the filter; the scale is the plain map's 99.5th percentile (heat above it
 saturates), so spiky gradient maps stay visible.
 
-- ``<video_id>.png``: a strip of ``n`` frames spread over the clip, the plain map on
-  the first row, the selective map on the next when there is one;
+- ``<video_id>.png``: a strip of ``n`` frames spread over the clip, each labelled with its
+  time in the source video, the plain map on the first row, the selective map on the next
+  when there is one, and a colour bar giving the relevance each colour stands for;
 - ``<video_id>.gif`` (or ``.mp4``): every source frame with the map of its nearest
   sampled frame, plain and selective side by side. GIFs are built in memory (short
   clips); mp4 streams frame by frame.
@@ -100,15 +101,47 @@ def _enlarge(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def strip_image(frames: np.ndarray, rows: list[tuple[str, np.ndarray]], columns: list[int],
-                scale: float, enlarge: int = 1) -> np.ndarray:
-    """Frames (T x H x W x 3, source size) with each row's map (T x h x w, input grid) over them."""
+                scale: float, enlarge: int = 1, times: list[str] | None = None,
+                bar_label: str = "relevance") -> np.ndarray:
+    """Frames (T x H x W x 3, source size) with each row's map (T x h x w, input grid) over them.
+
+    ``times`` (one label per column, e.g. "0.40 s") are written above the first row; a
+    colour bar on the right maps colour to relevance, 0 to ``scale`` (heat above saturates).
+    """
     height, width = frames.shape[1:3]
     blocks = []
     for caption, maps in rows:
         tiles = [_enlarge(blend(frames[i], resize_map(maps[i], height, width) / scale), enlarge) for i in columns]
         row = _row(tiles)
         blocks += [_caption(row.shape[1], caption), row]
-    return np.concatenate(blocks, axis=0)
+    if times:
+        blocks.insert(0, _time_band(blocks[1].shape[1], width * enlarge, times))
+    image = np.concatenate(blocks, axis=0)
+    return np.concatenate([image, colour_bar(image.shape[0], scale, bar_label)], axis=1)
+
+
+def _time_band(total: int, tile: int, labels: list[str]) -> np.ndarray:
+    band = np.full((BAND, total, 3), 255, np.uint8)
+    for i, label in enumerate(labels):
+        cv2.putText(band, label, (i * (tile + GAP) + 2, BAND - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (60, 60, 60), 1,
+                    cv2.LINE_AA)
+    return band
+
+
+def colour_bar(height: int, scale: float, label: str = "relevance", width: int = 64) -> np.ndarray:
+    """A vertical JET bar (top: ``scale`` and above, bottom: 0) with its values, ``height`` pixels tall."""
+    panel = np.full((height, width, 3), 255, np.uint8)
+    top, bottom = BAND + 4, height - BAND
+    if bottom - top < 8:
+        return panel
+    levels = np.linspace(1.0, 0.0, bottom - top, dtype=np.float32)[:, None].repeat(10, axis=1)
+    panel[top:bottom, 6:16] = heat_colours(levels)
+    font, ink = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    cv2.putText(panel, label, (2, BAND - 3), font, 0.3, ink, 1, cv2.LINE_AA)
+    cv2.putText(panel, f">={scale:.2g}", (18, top + 8), font, 0.3, ink, 1, cv2.LINE_AA)
+    cv2.putText(panel, f"{scale / 2:.2g}", (18, (top + bottom) // 2 + 3), font, 0.3, ink, 1, cv2.LINE_AA)
+    cv2.putText(panel, "0", (18, bottom - 1), font, 0.3, ink, 1, cv2.LINE_AA)
+    return panel
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

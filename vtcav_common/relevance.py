@@ -457,8 +457,10 @@ def _pictures(video: VideoItem, outcome: _Outcome, options: ExplainOptions, expl
         rows.append((f"selective: sigma {options.sigma:g}", outcome.selective))
     columns = overlay.strip_columns(len(sampled.indices), options.strip_frames)
     stem = picture_stem(video.video_id)
+    times = [f"{sampled.indices[c] / sampled.fps:.2f} s (f{sampled.indices[c]})" if sampled.fps else
+             f"frame {sampled.indices[c]}" for c in columns]
     overlay.write_png(folder / f"{stem}.png",
-                      overlay.strip_image(sampled.frames, rows, columns, scale, enlarge))
+                      overlay.strip_image(sampled.frames, rows, columns, scale, enlarge, times, options.method))
     frames = overlay.overlay_frames(iter_frames(video.path), sampled.indices, [m for _, m in rows], scale, enlarge)
     overlay.write_overlay_video(folder / f"{stem}.{options.picture_format}", frames, sampled.fps,
                                 options.picture_format)
