@@ -96,8 +96,8 @@ def main_command(
             raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
         input_sets = clipset_inputs(inputs, selection.expand(selection.hdf5_set_names(inputs, "concepts"), sets,
                                                              "set", inputs))  # --set 'ball_*'
-    # --shard: every set keeps its name and gets its block of rows (clip index order)
-    input_sets, shard_identity = sharding.shard_input_sets(input_sets, sharding.parse_shard(shard))
+    # --shard: every set keeps its name and gets its block of rows (clip index order, whole batches)
+    input_sets, shard_identity = sharding.shard_input_sets(input_sets, sharding.parse_shard(shard), batch_size)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
                     batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"

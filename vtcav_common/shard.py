@@ -8,6 +8,10 @@ The partition (the same in every command):
 - shard K (0-based, as ``$SLURM_ARRAY_TASK_ID``) gets the contiguous block
   ``[floor(K*n/N), floor((K+1)*n/N))`` of each group of items (the videos of a run, or
   the clips of each clip set), so the shards' sizes differ by at most one;
+- where the model runs on batches (vt-embed), the blocks are counted in **whole batches**
+  of ``--batch-size`` (the last one may be short): every shard then runs the very batches
+  the unsharded run runs, and gives the same bits (a convolution's float rounding can
+  depend on how many clips share its batch);
 - so concatenating the shards 0..N-1 gives exactly the unsharded order, which is what
   ``vt-merge`` does.
 
@@ -52,21 +56,22 @@ class Shard:
     index: int
     count: int
 
-    def bounds(self, n: int) -> tuple[int, int]:
-        return self.index * n // self.count, (self.index + 1) * n // self.count
+    def bounds(self, n: int, unit: int = 1) -> tuple[int, int]:
+        units = -(-n // unit)   # whole batches of `unit` items, the last one maybe short
+        return min(n, self.index * units // self.count * unit), min(n, (self.index + 1) * units // self.count * unit)
 
-    def rows(self, n: int) -> range:
-        """The item positions of this shard among ``n`` items."""
-        return range(*self.bounds(n))
+    def rows(self, n: int, unit: int = 1) -> range:
+        """The item positions of this shard among ``n`` items (in blocks of ``unit``)."""
+        return range(*self.bounds(n, unit))
 
     def take(self, items: Sequence[T]) -> list[T]:
         start, stop = self.bounds(len(items))
         return list(items[start:stop])
 
-    def identity(self, groups: dict[str, int]) -> dict:
+    def identity(self, groups: dict[str, int], unit: int = 1) -> dict:
         """The shard record for provenance: per group of items, ``[start, stop, total]``."""
-        return {"index": self.index, "count": self.count, "by": BY,
-                "items": {name: [*self.bounds(n), n] for name, n in groups.items()}}
+        return {"index": self.index, "count": self.count, "by": BY if unit == 1 else f"{BY}, batches of {unit}",
+                "items": {name: [*self.bounds(n, unit), n] for name, n in groups.items()}}
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -153,8 +158,9 @@ def detect_provenance(model: str, settings, inputs: Sequence[str]) -> dict:
             "inputs": [str(Path(item).resolve()) for item in inputs]}
 
 
-def shard_input_sets(input_sets: list, shard: Shard | None) -> tuple[list, dict | None]:
-    """vt-embed's input sets cut to this shard's rows of each set (clip index order).
+def shard_input_sets(input_sets: list, shard: Shard | None, batch_size: int = 1) -> tuple[list, dict | None]:
+    """vt-embed's input sets cut to this shard's rows of each set (clip index order), in
+    whole batches.
 
     Each set keeps its name, so every shard file has every set, with its block of rows;
     returns the sets and the shard's identity (``None`` without sharding).
@@ -164,7 +170,7 @@ def shard_input_sets(input_sets: list, shard: Shard | None) -> tuple[list, dict 
     from dataclasses import replace
     from functools import partial
 
-    identity = shard.identity({s.name: s.n for s in input_sets})
-    cut = [replace(s, n=len(shard.rows(s.n)), batches=partial(s.batches, rows=shard.rows(s.n)))
+    identity = shard.identity({s.name: s.n for s in input_sets}, batch_size)
+    cut = [replace(s, n=len(shard.rows(s.n, batch_size)), batches=partial(s.batches, rows=shard.rows(s.n, batch_size)))
            for s in input_sets]
     return cut, identity

@@ -148,6 +148,16 @@ def check_shards(shards: list[ShardFile], out: str = "vt-merge") -> list[ShardFi
         if mine != totals:
             raise IncompatibleError(f"{shard.path}: split {_brief(mine)} items, {ordered[0].path} split "
                                     f"{_brief(totals)}: not the same inputs")
+    for group, total in totals.items():      # the blocks must tile 0..total (same partition in every shard)
+        end = 0
+        for shard in ordered:
+            start, stop, _ = shard.identity["items"][group]
+            if start != end:
+                raise IncompatibleError(f"{shard.path}: shard {shard.label} starts at item {start} of '{group}', "
+                                        f"the shard before ends at {end} (shards run with different --batch-size?)")
+            end = stop
+        if end != total:
+            raise IncompatibleError(f"{ordered[-1].path}: the shards end at item {end} of '{group}', not {total}")
     return ordered
 
 
