@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import clipsets, files, messages, selection
+from vtcav_common import clipsets, files, messages, options, selection
 from vtcav_common.clipsets import ClipSetWriter
 from vtcav_common.errors import UsageError, VtcavError
 
@@ -21,7 +21,7 @@ TOOL = "vt-concepts"
 def import_(
     sources: List[str] = typer.Argument(..., help="Folders of clip videos (one set each, one clip per video), "
                                                   ".npy arrays (one set) or .npz files (one set per array)."),
-    output: Path = typer.Option(..., "-o", "--output", "--out", help="The clip-set HDF5 file to write."),
+    output: Path = options.output(..., help="The clip-set HDF5 file to write."),
     name: Optional[str] = typer.Option(None, "--name", help="The set's name (one source of one set only; "
                                                             "default: the folder's, file's or array's name)."),
     key: Optional[str] = typer.Option(None, "--key", help=".npz: only this array."),
@@ -90,7 +90,7 @@ def review(
     drop: Optional[str] = typer.Option(None, "--drop", metavar="ID,...",
                                        help="Clip ids to drop (the #s of the sheet; SET:ID with several sets); "
                                             "writes the cleaned file to -o."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --drop: the cleaned clip-set file."),
+    output: Optional[Path] = options.output(None, help="With --drop: the cleaned clip-set file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
 ) -> None:
     """**Review sheets** of concept sets: per set a PNG grid and a self-contained HTML page with
