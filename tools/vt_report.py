@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import files, frame, messages
+from vtcav_common import files, frame, messages, options
 from vtcav_common.errors import UsageError, VtcavError
 from vtcav_common.records import read_jsonl
 
@@ -33,7 +33,7 @@ app = frame.make_app(
 @app.command()
 def report(
     stats: str = typer.Argument("-", help="Statistics JSONL from vt-stats ('-' for stdin)."),
-    output: Path = typer.Option(..., "-o", "--output", help="The HTML file to write (atomically)."),
+    output: Path = options.output(..., help="The HTML file to write (atomically)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="The Markdown file (default: OUTPUT with "
                                                                      ".md)."),
     no_markdown: bool = typer.Option(False, "--no-markdown", help="Write the HTML only."),
