@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import files, frame, messages
+from vtcav_common import files, frame, messages, options
 from vtcav_common.errors import UsageError
 from vtcav_common.importers.detections import (DETECTION_FORMATS, ImportSettings, import_detections,
                                                read_class_names)
@@ -52,7 +52,7 @@ def import_command(
     inputs: List[str] = typer.Argument(..., metavar="[FORMAT] FILE...",
                                        help="Annotation files or folders; an optional first word names the "
                                             f"format ({', '.join(FORMATS[1:])})."),
-    output: str = typer.Option("-", "-o", "--output", help="JSONL to write (atomically); - for stdout."),
+    output: str = options.output("-", help="JSONL to write (atomically); - for stdout."),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"One of {', '.join(FORMATS)}."),
     video: Optional[str] = typer.Option(None, "--video", help="The video the annotations are of (one video)."),
     videos: Optional[str] = typer.Option(None, "--videos", help="A folder of videos named after the ids, or a "
