@@ -17,7 +17,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import REPO, WEIGHTS, run_cli
 
 SLURM = REPO / "shell" / "slurm"

@@ -55,7 +55,7 @@ def detect(
     device: str = options.device(),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="A video with no detection only warns "
                                                                   "(default: it is an error, exit 1)."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
+    shard: Optional[str] = options.shard(),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:

@@ -69,7 +69,7 @@ def main_command(
     trust_checkpoint: bool = options.trust_checkpoint(),
     list_layers: bool = typer.Option(False, "--list-layers", help="Print layer names, types, shapes; exit."),
     all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help=sharding.HELP),
+    shard: Optional[str] = options.shard(),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:

@@ -88,6 +88,13 @@ def batch_size(default: int, help: str = "Clips per forward/backward pass.") -> 
     return _option(default, "--batch-size", "-b", hidden_aliases=("--batch",), min=1, help=help)
 
 
+def shard() -> Any:
+    """``--shard K/N`` on the heavy steps; :func:`vtcav_common.shard.parse_shard` reads it."""
+    from .shard import HELP
+
+    return typer.Option(None, "--shard", metavar="K/N", help=HELP)
+
+
 def detector() -> Any:
     """The detector's weights (vt-detect): not ``--model``, which names the explained model."""
     return _option(..., "--detector", "-d", hidden_aliases=("--model", "-m"), show_default=False,
