@@ -159,10 +159,11 @@ def test_not_a_checkpoint(tmp_path):
     assert code == 1 and "not a readable PyTorch checkpoint" in err
 
 
-def test_unknown_model_and_missing_weights(tmp_path):
+def test_unknown_model_and_missing_weights(tmp_path, clips_file):
     code, err = run_inprocess("--model", "resnet9000", "--list-layers")
     assert code == 2 and "unknown model 'resnet9000'" in err
-    code, err = run_inprocess("--model", "swin3d_t", "--list-layers")
+    code, err = run_inprocess(clips_file, "--model", "swin3d_t", "--layers", "features.0", "-o",
+                              tmp_path / "out.h5")
     assert code == 2 and "never downloads" in err
     code, err = run_inprocess("--model", "nosuchpackage.mod:factory", "--list-layers")
     assert code == 2 and "cannot import nosuchpackage.mod" in err

@@ -107,6 +107,9 @@ class LoadedModel:
     # The only batch size the module accepts (a torch.export program exported with a
     # static batch); None = any. Callers pad the last batch up to it.
     fixed_batch: int | None = None
+    # The layers explained when the user names none (e.g. a network's stages); None: the
+    # source does not know, and vtcav_common.models.layers.usual_layers guesses.
+    usual_layers: list[str] | None = None
 
     def class_index(self, name_or_index: str) -> int:
         """Resolve a class given by name (or a plain integer index), with a clear error."""

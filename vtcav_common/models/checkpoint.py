@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,16 @@ def existing_file(path: str | Path, what: str = "weights") -> Path:
 
 def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
     """The state dict stored in ``path`` (unwrapped, prefixes stripped), loaded safely."""
+    return read_checkpoint_with_meta(path, trust_checkpoint)[0]
+
+
+def read_checkpoint_with_meta(path: str | Path, trust_checkpoint: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+    """The state dict and the checkpoint's ``meta`` dict (mmaction, mmengine), ``{}`` if none."""
     path = existing_file(path)
     try:
-        content = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+        with warnings.catch_warnings():   # torch's own notes on pickles would precede our one-line refusal
+            warnings.simplefilter("ignore")
+            content = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as err:
         needs = re.search(r"GLOBAL ([\w.]+)", str(err))
         if needs is None:  # not a pickle the weights-only loader understands at all
@@ -77,7 +85,8 @@ def read_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[st
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise VtcavError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
-    return state_dict_of(content, path)
+    meta = content.get("meta") if isinstance(content, dict) and isinstance(content.get("meta"), dict) else {}
+    return state_dict_of(content, path), meta
 
 
 def state_dict_of(content: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -258,6 +258,30 @@ def default_layers(module: nn.Module) -> list[str]:
     return names
 
 
+POOLING = (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d,
+           nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def usual_layers(loaded: LoadedModel, infos: dict[str, LayerInfo] | None = None) -> list[str]:
+    """The layers explained when the user names none.
+
+    What the model source declares (a network's stages: ``features.0/2/4/6`` for
+    torchvision's Swin, ``layer1..4`` for 3D ResNets, the tiny classifier's
+    ``block1..3``); otherwise the top-level modules whose output is still a T x H x W
+    grid (4 axes per sample), pooling layers left out.
+    """
+    if loaded.usual_layers:
+        return list(loaded.usual_layers)
+    infos = infos or describe_layers(loaded)
+    top = [name for name, child in loaded.module.named_children()
+           if not isinstance(child, NOT_LAYERS + POOLING) and name in infos]
+    grids = [name for name in top if infos[name].shape is not None and len(infos[name].shape) == 4]
+    if not grids:
+        raise UsageError(f"model {loaded.provenance.get('arch', '?')} declares no usual layers and none of its "
+                         f"top-level modules gives a T x H x W grid: name them with --layers (see --list-layers)")
+    return grids
+
+
 def parse_layer_list(text: str | None) -> list[str]:
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     if len(set(names)) != len(names):

@@ -24,204 +24,29 @@ and ``backbone`` give ``N x C x T x H x W``; the stages ``backbone.layers.I``, t
 
 Nothing is downloaded: pretrained-backbone URLs in configs are switched off, weights come
 only from the checkpoint file, and it is read with ``torch.load(weights_only=True)`` unless
-the caller trusts it. Note that an mmaction config is Python code that is executed when
-read: use configs you trust (the packaged ones, or your own).
+the caller trusts it. Configs are found and read by :mod:`.mmaction_config`; note that an
+mmaction config is Python code that is executed when read: use configs you trust.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-import functools
-import hashlib
-import importlib.util
-import json
-import sys
-import types
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..cli import warn
 from ..errors import UsageError, VtcavError
-from .base import InputSpec, LoadedModel, file_sha256
-
-EXTRA_MISSING = "mmaction2 extra not installed (run shell/install_mmaction.sh or pip install 'vtcav[mmaction]')"
-
-SHORT_NAME_LIST = 32        # class names are copied into the provenance up to this many
-
-# Config fallbacks when a pipeline does not say (mmaction's own Kinetics defaults).
-DEFAULT_FRAMES = 32
-DEFAULT_SIZE = 224
-IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
-IMAGENET_STD_255 = (58.395, 57.12, 57.375)
-
-# Pipeline steps that carry the clip length / the crop size the model was tested with.
-_SAMPLERS = ("SampleFrames", "UniformSample", "DenseSampleFrames", "UntrimmedSampleFrames")
-_CROPS = ("CenterCrop", "ThreeCrop", "TenCrop")
-
-
-# ----------------------------------------------------------------------------- import
-
-def _stand_in_for_missing_drn() -> None:
-    """Register an empty ``mmaction.models.localizers.drn`` if the installed wheel lacks it.
-
-    mmaction2 1.2.0's wheel ships without that sub-package, yet
-    ``mmaction/models/localizers/__init__.py`` imports ``DRN`` from it, and every
-    ``import mmaction.models`` (so every ``MODELS.build``) runs that file. DRN is a
-    temporal-grounding localizer that vtcav never builds; the stand-in class refuses
-    to be built rather than pretending to work.
-    """
-    name = "mmaction.models.localizers.drn"
-    # Look on disk: asking the import system would import mmaction.models, the failing import.
-    mmaction_dir = Path(importlib.util.find_spec("mmaction").origin).parent
-    if name in sys.modules or (mmaction_dir / "models" / "localizers" / "drn").exists():
-        return
-
-    class DRN(nn.Module):
-        def __init__(self, *args, **kwargs):
-            raise VtcavError("mmaction2's DRN localizer is missing from the installed mmaction2 wheel")
-
-    package = types.ModuleType(name)
-    package.__path__ = []                       # a package, so ``drn.drn`` can be imported
-    module = types.ModuleType(name + ".drn")
-    module.DRN = DRN
-    package.drn = module
-    sys.modules[name] = package
-    sys.modules[name + ".drn"] = module
-
-
-@functools.lru_cache(maxsize=None)
-def import_mmaction():
-    """Import mmaction2 with its models registered; a clear error when the extra is absent."""
-    try:
-        import mmaction  # noqa: F401
-        _stand_in_for_missing_drn()
-        with warnings.catch_warnings():
-            # mmcv-lite lacks the compiled ops; mmcv says so at import. vtcav does not use them.
-            warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
-            from mmaction.utils import register_all_modules
-            register_all_modules(init_default_scope=True)
-    except ImportError as exc:                   # mmaction2 or one of its own imports is missing
-        raise VtcavError(f"{EXTRA_MISSING}: {exc}") from None
-    return mmaction
-
-
-# ----------------------------------------------------------------------------- config
-
-def packaged_configs_root() -> Path:
-    """Where the mmaction2 wheel keeps its configs (``mmaction/.mim/configs``)."""
-    mmaction = import_mmaction()
-    return Path(mmaction.__file__).parent / ".mim" / "configs"
-
-
-def resolve_config(config: str) -> Path:
-    """A config path, a path relative to mmaction2's packaged configs, or a unique file name there."""
-    given = Path(config).expanduser()
-    if given.is_file():
-        return given
-    root = packaged_configs_root()
-    relative = config if config.endswith(".py") else config + ".py"
-    if (root / relative).is_file():
-        return root / relative
-    if Path(relative).name != relative:         # a path that is not there: no guessing by name
-        by_name = []
-    else:
-        by_name = sorted(root.rglob(relative))
-    if len(by_name) == 1:
-        return by_name[0]
-    if len(by_name) > 1:
-        choices = ", ".join(str(p.relative_to(root)) for p in by_name[:5])
-        raise UsageError(f"mmaction config '{config}' is ambiguous: {choices}")
-    names = [str(p.relative_to(root)) for p in root.rglob("*.py") if not p.name.startswith("_")]
-    close = difflib.get_close_matches(relative, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f" (packaged configs are under {root})"
-    raise UsageError(f"mmaction config '{config}' not found as a file nor among mmaction2's configs{hint}")
-
-
-def read_config(path: Path):
-    """Parse a config file (mmengine executes it) and switch off every pretrained download."""
-    from mmengine.config import Config
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as exc:                     # a config is code: any error is the file's
-        raise VtcavError(f"{path}: cannot read mmaction config: {exc}") from None
-    if "model" not in cfg:
-        raise VtcavError(f"{path}: not a model config (no 'model' entry)")
-    _disable_pretrained(cfg.model)
-    return cfg
-
-
-def _disable_pretrained(model_cfg) -> None:
-    """Weights come only from the user's checkpoint: drop backbone URLs and init_cfg loaders."""
-    for part in ("backbone", "neck", "cls_head"):
-        sub = model_cfg.get(part)
-        if not isinstance(sub, dict):
-            continue
-        if "pretrained" in sub:
-            sub["pretrained"] = None
-        if "pretrained2d" in sub:
-            sub["pretrained2d"] = False          # would inflate 2D weights from `pretrained`
-        init_cfg = sub.get("init_cfg")
-        if isinstance(init_cfg, dict) and init_cfg.get("type") == "Pretrained":
-            sub["init_cfg"] = None
-
-
-def model_config_sha256(cfg) -> str:
-    canonical = json.dumps(cfg.model.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _find_step(pipeline, types_: Sequence[str]):
-    for step in pipeline or []:
-        if isinstance(step, dict) and step.get("type") in types_:
-            return step
-    return None
-
-
-def input_spec_from_config(cfg) -> tuple[InputSpec, dict]:
-    """The InputSpec a config implies, and the sampling details InputSpec cannot hold.
-
-    Mean/std come from ``model.data_preprocessor`` (0-255 units, converted to [0, 1]);
-    clip length and crop size from the test pipeline (the validation one if absent).
-    """
-    pre = cfg.model.get("data_preprocessor") or {}
-    fmt = pre.get("format_shape", "NCTHW")
-    if fmt != "NCTHW":
-        raise UsageError(f"mmaction recognizers with format_shape {fmt!r} are not supported "
-                         "(vtcav takes 3D recognizers: NCTHW)")
-    mean = tuple(float(v) / 255.0 for v in (pre.get("mean") or IMAGENET_MEAN_255))
-    std = tuple(float(v) / 255.0 for v in (pre.get("std") or IMAGENET_STD_255))
-
-    pipelines = [cfg.get("test_pipeline"), cfg.get("val_pipeline")]
-    sampler = next((s for s in (_find_step(p, _SAMPLERS) for p in pipelines) if s), None) or {}
-    crop = next((s for s in (_find_step(p, _CROPS) for p in pipelines) if s), None) or {}
-    frames = int(sampler.get("clip_len", DEFAULT_FRAMES))
-    crop_size = crop.get("crop_size", DEFAULT_SIZE)
-    size = (int(crop_size), int(crop_size)) if isinstance(crop_size, int) else tuple(int(v) for v in crop_size)
-
-    sampling = {"frame_interval": int(sampler.get("frame_interval", 1)),
-                "num_clips": int(sampler.get("num_clips", 1)),
-                "test_crop": crop.get("type", "none")}
-    # vtcav feeds RGB frames; mmaction decodes videos to RGB too (``to_rgb`` only flips BGR frames).
-    spec = InputSpec(frames=frames, size=size, mean=mean, std=std, layout="NCTHW", channel_order="RGB")
-    return spec, sampling
-
-
-def with_normalisation(spec: InputSpec, mean: Sequence[float] | None, std: Sequence[float] | None) -> InputSpec:
-    """``spec`` with the caller's mean/std (three numbers each, [0, 1] units) where given."""
-    values = {}
-    for key, given in (("mean", mean), ("std", std)):
-        if given is not None:
-            if len(given) != 3:
-                raise UsageError(f"--{key} needs three numbers (R,G,B in [0, 1] units), got {len(given)}")
-            values[key] = tuple(float(v) for v in given)
-    return replace(spec, **values) if values else spec
-
+from ..messages import warn
+from . import common
+from .base import LoadedModel
+from .checkpoint import read_checkpoint_with_meta
+# The config helpers are re-exported: callers and tests reach mmaction through this module.
+from .mmaction_config import (import_mmaction, input_spec_from_config, model_config_sha256,  # noqa: F401
+                              packaged_configs_root, read_config, resolve_config)
+from .registry import ModelSource
 
 # ----------------------------------------------------------------------------- module
 
@@ -303,30 +128,6 @@ def activation_layout(layer_name: str, backbone_type: str = "SwinTransformer3D")
 
 # ----------------------------------------------------------------------------- checkpoint
 
-def read_state_dict(path: Path, trust_checkpoint: bool) -> tuple[dict, dict]:
-    """A checkpoint's state dict and meta; mmaction's ``{"state_dict", "meta"}`` or a bare dict."""
-    if not path.is_file():
-        raise VtcavError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=not trust_checkpoint)
-    except Exception as exc:
-        if not trust_checkpoint and "weights_only" in str(exc):
-            raise VtcavError(f"{path}: the checkpoint holds Python objects besides tensors; load it only "
-                             "if you trust its source (--trust-checkpoint)") from None
-        raise VtcavError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}") from None
-    if not isinstance(payload, dict):
-        raise VtcavError(f"{path}: not a state-dict checkpoint (found {type(payload).__name__})")
-    meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
-    state = payload.get("state_dict", payload)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VtcavError(f"{path}: no state dict of tensors in the checkpoint")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}      # saved from DataParallel
-    # mmaction's preprocessor keeps mean/std out of the state dict, but older saves may not.
-    state = {k: v for k, v in state.items() if not k.startswith("data_preprocessor.")}
-    return state, meta
-
-
 def check_fits(state: dict, module: nn.Module, checkpoint: Path, config: Path) -> None:
     """Refuse a checkpoint made for another architecture or number of classes, saying which."""
     expected = module.state_dict()
@@ -352,37 +153,55 @@ def check_fits(state: dict, module: nn.Module, checkpoint: Path, config: Path) -
                      + "; ".join(parts))
 
 
-# ----------------------------------------------------------------------------- classes
-
-def kinetics400_classes() -> list[str]:
-    """Kinetics-400 names in label order (alphabetical, as mmaction's label_map_k400.txt)."""
-    from torchvision.models.video import R3D_18_Weights
-    return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
-
-
-def resolve_class_names(class_names, num_classes: int, meta: dict, checkpoint: Path | None) -> list[str]:
-    """Names from the caller (list or names file) > checkpoint meta > Kinetics-400 when K = 400."""
-    if isinstance(class_names, (str, Path)):
-        names_file = Path(class_names)
-        if not names_file.is_file():
-            raise UsageError(f"{names_file}: class-names file not found")
-        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-        origin = str(names_file)
-    elif class_names is not None:
-        names, origin = [str(n) for n in class_names], "the given class names"
-    elif isinstance(meta.get("dataset_meta"), dict) and meta["dataset_meta"].get("classes"):
-        names, origin = [str(n) for n in meta["dataset_meta"]["classes"]], f"{checkpoint} (meta)"
-    elif num_classes == 400:
-        return kinetics400_classes()
-    else:
-        raise UsageError(f"the model has {num_classes} classes: give a class-names file "
-                         "(one name a line, in label order)")
-    if len(names) != num_classes:
-        raise UsageError(f"{origin}: {len(names)} class names for a model with {num_classes} classes")
-    return names
-
-
 # ----------------------------------------------------------------------------- entry point
+
+def load(request: common.LoadRequest) -> LoadedModel:
+    """The source's loader: ``request.model`` is ``mmaction:CONFIG`` or a ``.py`` config path."""
+    config = request.model[len("mmaction:"):] if request.model.startswith("mmaction:") else request.model
+    import_mmaction()                        # one clear line when the extra is not installed
+    config_path = resolve_config(config)
+    cfg = read_config(config_path)
+    config_spec, sampling = input_spec_from_config(cfg)
+    spec = common.input_spec(config_spec, request.sidecar, request.overrides)
+
+    module = build_classifier(cfg, config_path)
+    meta: dict = {}
+    weights_path = request.weights
+    if weights_path is not None:
+        state, meta = read_checkpoint_with_meta(weights_path, request.trust_checkpoint)
+        # mmaction's preprocessor keeps mean/std out of the state dict, but older saves may not.
+        state = {k: v for k, v in state.items() if not k.startswith("data_preprocessor.")}
+        check_fits(state, module, weights_path, config_path)
+        module.load_state_dict(state, strict=True)
+    else:
+        warn(f"mmaction:{config} without a checkpoint: random weights (good for listing layers, "
+             "not for explanations)")
+
+    num_classes = int(module.cls_head.num_classes)
+    backbone_type = cfg.model.backbone.get("type", "?")
+    dataset = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}
+    from .torchvision_source import KINETICS_CLASSES, kinetics400_names   # mmaction's K400 order is the same
+
+    names = common.class_names(request, num_classes, weights_path or config_path, declared=dataset.get("classes"),
+                               declared_by=f"{weights_path} (meta)",
+                               default=kinetics400_names() if num_classes == KINETICS_CLASSES else None)
+    swin = backbone_type == "SwinTransformer3D"
+    provenance = common.provenance(
+        "mmaction", f"mmaction:{config_path.stem}", weights_path, num_classes, names, spec,
+        SWIN_LAYOUTS if swin else None, state=None if weights_path else module.state_dict(),
+        config=str(config),
+        # The merged model section (with its _base_ files), as built: what the weights must fit.
+        config_sha256=model_config_sha256(cfg), backbone=backbone_type,
+        mmaction_version=import_mmaction().__version__, sampling=sampling)
+    return LoadedModel(module=module, input_spec=spec, class_names=names, provenance=provenance,
+                       usual_layers=swin_stage_outputs(module) if swin else None)
+
+
+def swin_stage_outputs(module: nn.Module) -> list[str]:
+    """The last block of each Swin stage (``backbone.layers.I`` itself ends with patch merging),
+    the same points as torchvision's ``features.0/2/4/6``: what is explained by default."""
+    return [f"backbone.layers.{i}.blocks.{len(layer.blocks) - 1}" for i, layer in enumerate(module.backbone.layers)]
+
 
 def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trust_checkpoint: bool = False,
                   frames: int | None = None, size: int | None = None,
@@ -395,51 +214,17 @@ def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trus
     ``{"state_dict": ..., "meta": ...}`` or a bare state dict); ``None`` keeps random
     weights (for listing layers and tests). ``frames``/``size`` override the config's
     clip length and crop size; ``mean``/``std`` (in [0, 1] units) its normalisation.
+    The same as ``load_model("mmaction:" + config, checkpoint, ...)``.
     """
-    import_mmaction()
-    config_path = resolve_config(config)
-    cfg = read_config(config_path)
-    spec, sampling = input_spec_from_config(cfg)
-    spec = with_normalisation(spec.with_overrides(frames=frames, size=size), mean, std)
+    from . import load_model
 
-    module = build_classifier(cfg, config_path)
-    meta: dict = {}
-    weights_path = Path(checkpoint).expanduser() if checkpoint else None
-    if weights_path is not None:
-        state, meta = read_state_dict(weights_path, trust_checkpoint)
-        check_fits(state, module, weights_path, config_path)
-        module.load_state_dict(state, strict=True)
-    else:
-        warn(f"mmaction:{config} without a checkpoint: random weights (good for listing layers, "
-             "not for explanations)")
-
-    num_classes = int(module.cls_head.num_classes)
-    backbone_type = cfg.model.backbone.get("type", "?")
-    names = resolve_class_names(class_names, num_classes, meta, weights_path)
-    provenance = {
-        "source": "mmaction",
-        "arch": f"mmaction:{config_path.stem}",
-        "config": str(config),
-        # The merged model section (with its _base_ files), as built: what the weights must fit.
-        "config_sha256": model_config_sha256(cfg),
-        "backbone": backbone_type,
-        "weights": weights_path.name if weights_path else None,
-        "weights_sha256": file_sha256(weights_path) if weights_path else None,
-        "num_classes": num_classes,
-        "class_names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
-        "input": spec.to_dict(),
-        "mmaction_version": import_mmaction().__version__,
-        "sampling": sampling,
-    }
-    if backbone_type == "SwinTransformer3D":
-        provenance["activation_layouts"] = dict(SWIN_LAYOUTS)
-    if len(names) <= SHORT_NAME_LIST:
-        provenance["class_names"] = names
-    return LoadedModel(module=module.to(_device(device)).eval(), input_spec=spec, class_names=names,
-                       provenance=provenance)
+    return load_model(f"mmaction:{config}", checkpoint, class_names=class_names, trust_checkpoint=trust_checkpoint,
+                      frames=frames, size=size, mean=mean, std=std, device=device)
 
 
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def accepts(model: str) -> bool:
+    return model.startswith("mmaction:") or model.endswith(".py")
+
+
+SOURCE = ModelSource(name="mmaction", order=10, load=load, accepts=accepts,
+                     spec="mmaction:CONFIG (an mmaction2 recognizer config) with a checkpoint")

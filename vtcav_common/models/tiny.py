@@ -8,8 +8,8 @@ and loaded like any user's model::
         --weights weights/classifier.pt --layers block1,block2,block3 -o acts.h5
 
 The factory declares the model's input contract and class names as attributes
-(``vtcav_input_spec``, ``vtcav_class_names``), which ``load_model`` reads for any
-factory (see docs/models.md).
+(``vtcav_input_spec``, ``vtcav_class_names``, ``vtcav_usual_layers``), which
+``load_model`` reads for any factory (see docs/models.md).
 
 Layout: input ``N x 3 x 16 x 64 x 64``;
 ``block1`` 16 x 16 x 32 x 32 (space halved), ``block2`` 32 x 8 x 16 x 16 (time and
@@ -56,6 +56,8 @@ class MotionC3D(nn.Module):
         # What load_model reads from any factory's module (the user may override both).
         self.vtcav_input_spec = INPUT_SPEC
         self.vtcav_class_names = list(CLASSES[:num_classes])
+        # What vt-embed explains without --layers: block4's gradients do not depend on the input.
+        self.vtcav_usual_layers = ["block1", "block2", "block3"]
 
     def forward(self, x):
         x = self.block4(self.block3(self.block2(self.block1(x))))

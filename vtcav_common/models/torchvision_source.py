@@ -4,6 +4,9 @@ Models are built with ``weights=None`` (nothing is ever downloaded) and a
 ``num_classes`` read from the checkpoint's head, then the checkpoint is loaded strictly.
 The input contract (clip length, crop size, mean/std) and Kinetics-400 class names come
 from torchvision's weights enums, which ship their metadata with the library (offline).
+Without a checkpoint (``--list-layers`` only) the architecture is built with zeros for
+weights: its layers and shapes are the same, and nothing is spent on initialisation.
+torchvision itself is imported only here, when such a model is loaded.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import re
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import UsageError, VtcavError
-from .base import InputSpec
+from ..messages import warn
+from . import common
+from .base import InputSpec, LoadedModel
+from .checkpoint import load_strictly, read_checkpoint
+from .registry import ModelSource
 
 # Architecture -> the state-dict key of its classification layer's weight (rows = classes).
 HEADS = {
@@ -28,6 +34,16 @@ HEADS = {
     "mvit_v1_b": "head.1.weight", "mvit_v2_s": "head.1.weight",
 }
 ARCHITECTURES = tuple(HEADS)
+KINETICS_CLASSES = 400
+
+# The layers explained when the user names none: the output of each of the four stages.
+USUAL_LAYERS = {
+    "swin3d": ["features.0", "features.2", "features.4", "features.6"],      # .1/.3/.5 merge patches
+    "r3d_18": ["layer1", "layer2", "layer3", "layer4"], "mc3_18": ["layer1", "layer2", "layer3", "layer4"],
+    "r2plus1d_18": ["layer1", "layer2", "layer3", "layer4"],
+    "s3d": ["features.3", "features.6", "features.12", "features.15"],       # conv 2c, mixed 3c, 4f, 5c
+    "mvit": ["blocks.0", "blocks.2", "blocks.13", "blocks.15"],             # the last block of each scale
+}
 
 # Activation layouts that the generic inference could not see from module types alone:
 # Swin runs its stages channels-last, MViT works on tokens (N x (1 + THW) x C).
@@ -39,6 +55,8 @@ LAYOUTS = {
 
 
 def weights_enum(arch: str):
+    import torchvision
+
     return list(torchvision.models.get_model_weights(arch))[0]
 
 
@@ -99,6 +117,8 @@ def _mvit_sized(frames: int, size: int):
 
 def build(arch: str, num_classes: int, spec: InputSpec, device: str | torch.device = "cpu") -> nn.Module:
     """The architecture (uninitialised on ``meta``), sized for ``spec`` where the architecture needs it."""
+    import torchvision.models.video
+
     builder = getattr(torchvision.models.video, arch)
     with torch.device(device):
         if arch.startswith("mvit"):
@@ -115,8 +135,6 @@ def build_with_state(arch: str, num_classes: int, spec: InputSpec, state: dict[s
     to it; if anything is left on ``meta`` (a buffer that checkpoints do not store), the
     model is built normally instead.
     """
-    from .checkpoint import load_strictly
-
     module = build(arch, num_classes, spec, device="meta")
     load_strictly(module, state, path, arch, assign=True)
     if any(t.is_meta for t in list(module.parameters()) + list(module.buffers())):
@@ -143,7 +161,49 @@ def check_input_size(arch: str, spec: InputSpec, trained: tuple[int, int] | None
 
 
 def layouts_for(arch: str) -> dict[str, str]:
-    for family, layouts in LAYOUTS.items():
-        if arch.startswith(family):
-            return dict(layouts)
-    return {}
+    return dict(_by_family(LAYOUTS, arch) or {})
+
+
+def usual_layers(arch: str) -> list[str]:
+    return list(_by_family(USUAL_LAYERS, arch) or [])
+
+
+def _by_family(table: dict, arch: str):
+    return next((value for family, value in table.items() if arch.startswith(family)), None)
+
+
+def build_zeros(arch: str, num_classes: int, spec: InputSpec) -> nn.Module:
+    """The architecture with every parameter and buffer zero: its layers, without initialising."""
+    module = build(arch, num_classes, spec, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            tensor.zero_()
+    return module
+
+
+def load(request: common.LoadRequest) -> LoadedModel:
+    arch, weights_path = request.model, request.weights
+    if weights_path is None and request.need_weights:
+        raise UsageError(f"--model {arch} needs --weights: a local state dict (vtcav never downloads weights)")
+    state = read_checkpoint(weights_path, request.trust_checkpoint) if weights_path else {}
+    num_classes = num_classes_of(arch, state, weights_path) if weights_path else KINETICS_CLASSES
+    spec = common.input_spec(default_input_spec(arch), request.sidecar, request.overrides)
+    trained = mvit_input_size(arch, state)
+    if trained and not (request.frames or request.size):
+        spec = spec.with_overrides(frames=trained[0], size=trained[1])   # MViT: the checkpoint decides
+    check_input_size(arch, spec, trained)
+    if weights_path is None:
+        warn(f"--model {arch} without --weights: zero weights (enough to list its layers, not to explain)")
+        module = build_zeros(arch, num_classes, spec)
+    else:
+        module = build_with_state(arch, num_classes, spec, state, weights_path)
+    default_names = kinetics400_names() if num_classes == KINETICS_CLASSES else None
+    names = common.class_names(request, num_classes, weights_path or arch, default=default_names)
+    provenance = common.provenance("torchvision", arch, weights_path, num_classes, names, spec, layouts_for(arch),
+                                   state=None if weights_path else module.state_dict())
+    return LoadedModel(module.eval(), spec, names, provenance, usual_layers=usual_layers(arch))
+
+
+SOURCE = ModelSource(
+    name="torchvision", order=20, load=load, accepts=lambda model: model in ARCHITECTURES,
+    spec=f"a torchvision video architecture ({', '.join(ARCHITECTURES)}) with a local state dict")
