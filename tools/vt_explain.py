@@ -108,16 +108,16 @@ def main_command(
         raise cli.UsageError(f"--pictures {pictures}: exists and is not a folder")
     if gt is not None and not Path(gt).is_file():
         raise cli.UsageError(f"--gt {gt}: no such file")
-    options = ExplainOptions(method=method, layer=layer, grid=_grid(grid), target=target, sigma=selective,
-                             motion_threshold=motion_threshold, gt=gt,
-                             pictures=str(pictures) if pictures else None, picture_format=picture_format,
-                             strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
+    settings = ExplainOptions(method=method, layer=layer, grid=_grid(grid), target=target, sigma=selective,
+                              motion_threshold=motion_threshold, gt=gt,
+                              pictures=str(pictures) if pictures else None, picture_format=picture_format,
+                              strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
     videos = gather_videos(inputs, labels, split)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
                         mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
     with cli.open_text_output(cli.STDIO) as records:
-        summary = explain_videos(loaded, videos, output, options, records)
+        summary = explain_videos(loaded, videos, output, settings, records)
     shares = summary["mean_share"]
     figures = ", ".join(f"{kind} {value:.3f}" for kind, value in shares.items() if value is not None)
     cli.info(f"vt-explain: {summary['videos']} videos, {method}"
