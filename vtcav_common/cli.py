@@ -4,12 +4,26 @@ It was split into :mod:`vtcav_common.frame` (the typer app, ``run``, ``entry``,
 ``--version``), :mod:`vtcav_common.files` (stdin/stdout, atomic outputs),
 :mod:`vtcav_common.messages` (info, warn, progress) and :mod:`vtcav_common.options`
 (options shared by every command).  Import from those; this shim re-exports them.
+The typer parts load only when asked for, so library code that still imports this
+module for ``atomic_path`` or ``info`` does not pull in typer.
 """
 
 from __future__ import annotations
 
 from .errors import IncompatibleError, UsageError, VtcavError  # noqa: F401
 from .files import STDIO, atomic_path, display_name, open_text_input, open_text_output, read_lines  # noqa: F401
-from .frame import entry, make_app, run, version_option  # noqa: F401
 from .messages import info, progress, set_quiet, warn  # noqa: F401
-from .options import parse_rgb  # noqa: F401
+
+_FRAME = ("entry", "make_app", "run", "version_option")
+
+
+def __getattr__(name: str):
+    if name in _FRAME:
+        from . import frame
+
+        return getattr(frame, name)
+    if name == "parse_rgb":
+        from .options import parse_rgb
+
+        return parse_rgb
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
