@@ -6,13 +6,14 @@ No typer here: library modules (``video``, ``records``, ``h5io``) import these.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import VtcavError
+from .errors import UsageError, VtcavError
 
 STDIO = "-"
 
@@ -25,13 +26,103 @@ def display_name(path: str) -> str:
 def open_text_input(path: str) -> IO[str]:
     """A path or ``-`` (standard input) opened for reading text, with a clear error."""
     if path == STDIO:
+        if sys.stdin is None or sys.stdin.closed:
+            raise VtcavError(f"{display_name(path)}: standard input is closed (give a file, or pipe records in)")
         return sys.stdin
     p = Path(path)
     if not p.exists():
         raise VtcavError(f"{path}: no such file")
     if p.is_dir():
         raise VtcavError(f"{path}: is a directory, expected a file")
-    return open(p, encoding="utf-8")
+    try:
+        return open(p, encoding="utf-8")
+    except OSError as err:
+        raise VtcavError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+# A temporary output is ``.NAME.vtcav-PID.tmp<suffix>`` beside NAME: findable, and its
+# PID tells whether the run that made it is still alive (see remove_stale_temps).
+_TEMP_MARK = ".vtcav-"
+_live_temps: set[Path] = set()
+# Write failures that mean "the output cannot be written here", not a bug.
+WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
+
+
+def temp_name(final: Path, suffix: str = "", pid: int | None = None) -> Path:
+    """The temporary path a run with ``pid`` writes ``final`` to."""
+    return final.with_name(f".{final.name}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
+
+
+def live_temps() -> list[Path]:
+    """Temporary outputs this process is writing (removed by the frame on SIGTERM)."""
+    return sorted(_live_temps)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path) -> list[Path]:
+    """Remove temporaries of ``final`` left by runs that were killed (their PID is gone)."""
+    removed = []
+    prefix = f".{final.name}{_TEMP_MARK}"
+    with contextlib.suppress(OSError):
+        for entry in final.parent.iterdir():
+            name = entry.name
+            if not name.startswith(prefix) or ".tmp" not in name[len(prefix):]:
+                continue
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
+_hard_exit = False
+
+
+def request_hard_exit() -> None:
+    """After a failed HDF5 write, the frame exits without the interpreter's final clean-up
+    (h5py objects freed then can crash it: a segfault instead of exit 1)."""
+    global _hard_exit
+    _hard_exit = True
+
+
+def hard_exit_requested() -> bool:
+    return _hard_exit
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> VtcavError:
+    """``OUT: cannot write (File too large)``: an OS write failure as a one-line error."""
+    reason = (err.strerror or str(err) or type(err).__name__).strip().splitlines()[0]
+    return VtcavError(f"{path}: cannot write ({reason})")
+
+
+def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
+    """Where an output really goes, and whether it must be written in place.
+
+    A symbolic link is followed (its target is replaced, the link stays); something
+    that is not a regular file (a character device such as /dev/null, a FIFO) is
+    written into directly, never renamed over.
+    """
+    final = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        mode = final.stat().st_mode
+    except FileNotFoundError:
+        return final, False
+    except OSError as err:
+        raise write_error(path, err) from None
+    if stat.S_ISDIR(mode):
+        raise VtcavError(f"{path}: is a directory, expected a file to write")
+    return final, not stat.S_ISREG(mode)
 
 
 @contextlib.contextmanager
@@ -39,46 +130,112 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only.
 
     An interrupted or failed run leaves no half-written file that looks whole, and an
-    existing file at ``path`` is kept untouched until the new one is complete.
+    existing file at ``path`` is kept untouched until the new one is complete.  A
+    device or FIFO at ``path`` is yielded itself (written in place); a write that the
+    system refuses (full disk, file-size limit, read-only folder) is one error naming
+    ``path``.
     """
-    final = Path(path)
-    if final.parent and not final.parent.exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + (suffix or final.suffix),
-                               dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    final, in_place = output_target(path)
+    if in_place:
+        try:
+            yield final
+        except OSError as err:
+            if err.errno in WRITE_ERRNOS or err.errno is None:
+                raise write_error(path, err) from None
+            raise
+        return
+    tmp = temp_name(final, suffix or final.suffix)
     try:
-        yield tmp_path
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise VtcavError(f"{path}: cannot write (a part of the path is a file, not a folder)") from None
+    except OSError as err:
+        raise write_error(path, err) from None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a stale file of a dead run that had our PID
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        if err.errno == errno.ENOTDIR:
+            raise VtcavError(f"{path}: cannot write (a part of the path is a file, not a folder)") from None
+        raise write_error(path, err) from None
+    _live_temps.add(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise write_error(path, err) from None
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _live_temps.discard(tmp)
+        with contextlib.suppress(OSError):
+            if tmp.exists():
+                tmp.unlink()
+    remove_stale_temps(final)
+
+
+def refuse_overwriting_inputs(inputs, outputs) -> None:
+    """A usage error when an output path is (resolves to) one of the inputs.
+
+    Called by every command before any work, so ``vt-cav acts.h5 -o acts.h5`` never
+    turns the activations into CAVs.  ``-`` and empty values are ignored.
+    """
+    def real(value) -> str | None:
+        if value is None or str(value) in ("", STDIO):
+            return None
+        return os.path.realpath(value)
+
+    seen = {}
+    for value in inputs if isinstance(inputs, (list, tuple, set)) else [inputs]:
+        if real(value):
+            seen[real(value)] = value
+    for out in outputs if isinstance(outputs, (list, tuple, set)) else [outputs]:
+        target = real(out)
+        if target is None:
+            continue
+        same = seen.get(target)
+        if same is None and os.path.exists(target):
+            same = next((v for r, v in seen.items() if os.path.exists(r) and os.path.samefile(r, target)), None)
+        if same is not None and stat.S_ISREG(os.stat(target).st_mode):
+            raise UsageError(f"{out}: the output is also an input ({same}); choose another output path")
 
 
 @contextlib.contextmanager
 def open_text_output(path: str) -> Iterator[IO[str]]:
-    """``-`` for standard output, or a file written atomically."""
+    """``-`` for standard output, or a file written atomically (a device or FIFO in place)."""
     if path == STDIO:
+        if sys.stdout is None or sys.stdout.closed:
+            raise VtcavError("<stdout>: standard output is closed (give -o FILE)")
         yield sys.stdout
         sys.stdout.flush()
         return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        yield handle
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                yield handle
+        except OSError as err:
+            if err.errno in WRITE_ERRNOS:
+                raise write_error(path, err) from None
+            raise
 
 
 def read_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers.
+    """Non-blank lines with their 1-based numbers; text that is not UTF-8 is one clear error.
 
     >>> import io
     >>> list(read_lines(io.StringIO("a\\n\\n b \\n")))
     [(1, 'a'), (3, 'b')]
     """
-    for number, line in enumerate(handle, start=1):
-        line = line.strip()
-        if line:
-            yield number, line
+    number = 0
+    try:
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if line:
+                yield number, line
+    except UnicodeDecodeError as err:
+        name = display_name(getattr(handle, "name", "-"))
+        raise VtcavError(f"{name}: not UTF-8 text (byte 0x{err.object[err.start]:02x} near line {number + 1}); "
+                         f"convert it, e.g. iconv -f latin1 -t utf-8") from None
+    except OSError as err:
+        raise VtcavError(f"{display_name(getattr(handle, 'name', '-'))}: cannot read ({err.strerror or err})") from None

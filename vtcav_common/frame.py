@@ -129,8 +129,8 @@ def version_option() -> bool:
 
 def run(app: typer.Typer, prog_name: str) -> None:
     """Run a tool's app with the shared error handling and exit codes."""
-    with contextlib.suppress(AttributeError, ValueError):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _install_signal_handlers()
+    _quiet_unraisable()
     messages.set_prog(prog_name)
     counts: dict[tuple[str, str], int] = {}
     try:
@@ -141,15 +141,98 @@ def run(app: typer.Typer, prog_name: str) -> None:
             raise
         _print_warning_summary(counts)
         print(f"{prog_name}: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+        _exit(err.exit_code)
+    except KeyboardInterrupt as err:
         _print_warning_summary(counts)
-        print(f"{prog_name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _remove_live_temps()
+        terminated = isinstance(err, Terminated)
+        print(f"{prog_name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
+    except OSError as err:
+        # The system refused a read or write the command could not foresee (a full disk,
+        # a file-size limit, an unreadable file): one line, not a traceback.
+        if os.environ.get("VTCAV_DEBUG"):
+            raise
+        _print_warning_summary(counts)
+        _remove_live_temps()
+        print(f"{prog_name}: error: {_os_error_line(err)}", file=sys.stderr)
+        _exit(1)
+    except UnicodeDecodeError as err:
+        if os.environ.get("VTCAV_DEBUG"):
+            raise
+        _print_warning_summary(counts)
+        print(f"{prog_name}: error: an input is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
+        sys.exit(1)
     except SystemExit:
         _print_warning_summary(counts)
         raise
     _print_warning_summary(counts)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is so that outputs are cleaned up as on Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    """SIGPIPE ends ``| head`` quietly; SIGTERM cleans up like Ctrl-C (exit 143); a file-size
+    limit (``ulimit -f``) makes the write fail with EFBIG instead of killing the process."""
+    for name, handler in (("SIGPIPE", signal.SIG_DFL), ("SIGTERM", _terminate), ("SIGXFSZ", signal.SIG_IGN)):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            signal.signal(getattr(signal, name), handler)
+
+
+def _exit(code: int) -> None:
+    from .files import hard_exit_requested
+
+    if hard_exit_requested():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _quiet_unraisable() -> None:
+    """h5py objects freed after a failed write (full disk, ``ulimit -f``) print "Exception
+    ignored in ... dealloc" with a traceback (through sys.excepthook, from Cython); the
+    command's own one-line error says what failed.  Other exceptions keep their traceback."""
+    if os.environ.get("VTCAV_DEBUG"):
+        return
+    sys.unraisablehook = lambda unraisable: None
+
+    def excepthook(kind, value, tb, default=sys.__excepthook__):
+        frame = tb
+        while frame is not None:
+            if "h5py/_objects" in frame.tb_frame.f_code.co_filename:
+                return
+            frame = frame.tb_next
+        default(kind, value, tb)
+
+    sys.excepthook = excepthook
+    # typer installs its own hook when the app runs, which falls back to the one it saw at import
+    import typer.main
+
+    if hasattr(typer.main, "_original_except_hook"):
+        typer.main._original_except_hook = excepthook
+
+
+def _remove_live_temps() -> None:
+    from .files import live_temps
+
+    for path in live_temps():
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _os_error_line(err: OSError) -> str:
+    """``FILE: reason`` from an OSError (h5py puts its reason in the message, not strerror)."""
+    reason = err.strerror or (str(err).splitlines()[0] if str(err) else type(err).__name__)
+    name = err.filename or (err.filename2 if hasattr(err, "filename2") else None)
+    return f"{name}: {reason}" if name else reason
 
 
 # Warnings Python hides by default stay hidden (they speak to developers, not users).

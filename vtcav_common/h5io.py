@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .cli import atomic_path
+from .files import WRITE_ERRNOS, atomic_path, request_hard_exit, write_error
 from .errors import VtcavError
 
 SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
@@ -35,7 +36,11 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
     if kind not in SCHEMA_VERSIONS:
         raise ValueError(f"unknown file kind {kind!r}")
     with atomic_path(path, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as handle:
+        try:
+            handle = h5py.File(tmp, "w", track_order=True)
+        except OSError as err:
+            raise write_error(path, err) from None
+        try:
             handle.attrs["vtcav_kind"] = kind
             handle.attrs["schema_version"] = SCHEMA_VERSIONS[kind]
             handle.attrs["tool"] = tool
@@ -43,6 +48,41 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
             handle.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
             handle.attrs["run_id"] = make_run_id(kind, tool, handle.attrs["provenance"])
             yield handle
+            handle.flush()
+        except OSError as err:
+            _close_quietly(handle)
+            if _is_write_failure(err, tmp):
+                raise write_error(path, _reason(err)) from None
+            raise
+        except BaseException:
+            _close_quietly(handle)
+            raise
+        try:
+            handle.close()
+        except OSError as err:
+            raise write_error(path, _reason(err)) from None
+
+
+def _close_quietly(handle: h5py.File) -> None:
+    """Close after a failed write; HDF5 may fail again flushing, and must not crash at exit."""
+    with contextlib.suppress(Exception):
+        handle.close()
+
+
+def _is_write_failure(err: OSError, tmp: Path) -> bool:
+    text = str(err)
+    return (err.errno in WRITE_ERRNOS or "write failed" in text or "Can't write" in text
+            or str(tmp) in text or "unable to flush" in text.lower())
+
+
+def _reason(err: OSError) -> OSError:
+    """h5py hides errno in its text: ``... errno = 27, error message = 'File too large' ...``."""
+    match = re.search(r"error message = '([^']+)'", str(err))
+    # HDF5's state after a failed write can crash the interpreter's final clean-up.
+    request_hard_exit()
+    if match:
+        return OSError(err.errno, match.group(1))
+    return err
 
 
 def make_run_id(kind: str, tool: str, provenance_json: str) -> str:
@@ -82,7 +122,10 @@ def open_file(path: str | Path, kind: str) -> h5py.File:
     if found != kind:
         handle.close()
         raise VtcavError(f"{path}: holds {found}, expected {kind}")
-    version = int(handle.attrs.get("schema_version", -1))
+    try:
+        version = int(handle.attrs.get("schema_version", -1))
+    except (TypeError, ValueError):
+        version = -1
     if version > SCHEMA_VERSIONS[kind]:
         handle.close()
         raise VtcavError(f"{path}: {kind} schema version {version} is newer than this vtcav "
@@ -94,7 +137,13 @@ def open_file(path: str | Path, kind: str) -> h5py.File:
 
 
 def provenance(handle: h5py.File) -> dict[str, Any]:
-    return json.loads(handle.attrs["provenance"])
+    try:
+        found = json.loads(handle.attrs["provenance"])
+    except (KeyError, TypeError, ValueError):
+        found = None
+    if not isinstance(found, dict):
+        raise VtcavError(f"{handle.filename}: no readable 'provenance' attribute (not written by vtcav?)")
+    return found
 
 
 def dataset(group: h5py.Group, name: str, data: np.ndarray | None = None, **kwargs) -> h5py.Dataset:

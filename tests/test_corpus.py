@@ -1,0 +1,137 @@
+"""The bad-input and fault corpus (tests/corpus/make_corpus.py), run as a user runs the commands.
+
+Every case must end the way the README promises: the expected exit status (1 when the
+work failed, 2 only for bad usage), exactly one ``prog: error: ...`` line on stderr
+naming what it is about, no traceback, no output or temporary file left behind, and an
+earlier file at the output path untouched.
+
+Set VTCAV_CORPUS_DIR to reuse a corpus folder between runs (it is built there once), and
+VTCAV_CORPUS_CODE to run the corpus against another checkout of the code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))
+import make_corpus  # noqa: E402
+
+EARLIER = b"an earlier output that must survive\n"
+CASES = make_corpus.cases()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    reuse = os.environ.get("VTCAV_CORPUS_DIR")
+    if reuse:
+        folder = Path(reuse)
+        if not (folder / "ckpt").exists():
+            make_corpus.build(folder)
+        return folder
+    return make_corpus.build(tmp_path_factory.mktemp("corpus"))
+
+
+def _fill(text: str, c: Path, t: Path) -> str:
+    return text.replace("{c}", str(c)).replace("{t}", str(t))
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+
+
+def _readonly(folder: Path) -> None:
+    """A folder nobody may write into, root included (chattr +i), or skip."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i refused)")
+
+
+def _writable(folder: Path) -> None:
+    if folder.exists():
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
+
+
+def prepare(case: make_corpus.Case, c: Path, t: Path) -> dict[Path, bytes]:
+    """Build the case's scratch folder; return the files that must stay byte for byte."""
+    for name in case.copies:
+        shutil.copy(c / name, t / name)
+    if case.setup == "under_file":
+        (t / "file.txt").write_text("a regular file, not a folder\n")
+    if case.setup == "full":
+        try:
+            os.mknod(t / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        except PermissionError:
+            pytest.skip("mknod not permitted here")
+    kept = {}
+    if case.output:
+        out = Path(_fill(case.output, c, t))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            out.write_bytes(EARLIER)
+        kept[out] = out.read_bytes()
+    for name in case.copies:
+        kept[t / name] = (t / name).read_bytes()
+    if case.setup == "readonly":
+        _readonly(t / "ro")
+    return kept
+
+
+def run_case(case: make_corpus.Case, c: Path, t: Path) -> subprocess.CompletedProcess:
+    argv = make_corpus.command(case.tool) + [_fill(a, c, t) for a in case.args]
+    wrap = []
+    if case.ulimit_f:
+        wrap.append(f"ulimit -f {case.ulimit_f}")
+    if case.stdin is None:
+        wrap.append('exec "$@" <&-')
+    elif wrap:
+        wrap.append('exec "$@"')
+    if wrap:
+        argv = ["bash", "-c", "; ".join(wrap), "bash", *argv]
+    return subprocess.run(argv, input=case.stdin, capture_output=True, text=True, cwd=t,
+                          env=make_corpus.environment(), timeout=300)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_corpus_case(case, corpus, tmp_path):
+    t = tmp_path / "case"
+    t.mkdir()
+    kept = prepare(case, corpus, t)
+    before = _files(t)
+    try:
+        result = run_case(case, corpus, t)
+    finally:
+        _writable(t / "ro")
+    stderr = result.stderr
+    assert "Traceback" not in stderr, stderr
+    assert result.returncode == case.code, f"exit {result.returncode}, expected {case.code}:\n{stderr}"
+    errors = [line for line in stderr.splitlines() if line.startswith(f"{case.tool}: error: ")]
+    if case.code == 2 and not errors:
+        # click's own usage messages (missing argument, unknown option) have their own shape
+        assert case.says in stderr, stderr
+    else:
+        assert len(errors) == 1, f"expected one '{case.tool}: error:' line:\n{stderr}"
+        assert case.says.lower() in errors[0].lower(), f"the error line should name {case.says!r}:\n{errors[0]}"
+    assert len(errors[0] if errors else "") < 2000, "the error line echoes the input"
+    for path, data in kept.items():
+        assert path.read_bytes() == data, f"{path.name} was changed by a failed run"
+    left = _files(t) - before
+    assert not left, f"the failed run left {sorted(left)}"
+    if case.setup == "full":
+        assert stat.S_ISCHR((t / "full").stat().st_mode), "the device was replaced by a file"
+    assert not (corpus / "PWNED").exists(), "a checkpoint's pickled code ran"
+
+
+def test_corpus_is_large_and_covers_every_command():
+    assert len(CASES) >= 60
+    assert {case.tool for case in CASES} == set(make_corpus.MODULES)
+    assert len({case.id for case in CASES}) == len(CASES)
