@@ -11,7 +11,7 @@ from vtcav_common import cli, options, selection
 from vtcav_common import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
-from vtcav_common.models.layers import default_layers, describe_layers, format_table, parse_layer_list
+from vtcav_common.pooling import HELP as POOL_HELP, parse_pool
 from vtcav_common.records import looks_like_manifest
 
 app = cli.make_app(
@@ -70,23 +70,30 @@ def main_command(
     list_layers: bool = typer.Option(False, "--list-layers", help="Print layer names, types, shapes; exit."),
     all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
     shard: Optional[str] = options.shard(),
+    pool: Optional[str] = typer.Option(None, "--pool", metavar="TxHxW|time|space", help=POOL_HELP),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)   # a bad K/N is a usage error before any file is read
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
+    pooling = parse_pool(pool)
+    from vtcav_common.models.layers import parse_layer_list, usual_layers
+
+    chosen = parse_layer_list(layers)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
-                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
+                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device,
+                        need_weights=not list_layers)   # the architecture alone lists its layers
     if list_layers:
         _print_layers(loaded, all_layers)
         return
     if inputs is None or output is None:
         raise cli.UsageError("give INPUTS and -o OUTPUT.h5 (or --list-layers)")
-    chosen = parse_layer_list(layers)
     if not chosen:
-        raise cli.UsageError("give --layers L1,L2,... (see --list-layers)")
+        chosen = usual_layers(loaded)
+        cli.info(f"vt-embed: no --layers: the model's usual layers {','.join(chosen)} (see --list-layers)")
     if looks_like_manifest(inputs) or inputs == cli.STDIO:
         if sets:
             raise cli.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
@@ -97,14 +104,17 @@ def main_command(
         input_sets = clipset_inputs(inputs, selection.expand(selection.hdf5_set_names(inputs, "concepts"), sets,
                                                              "set", inputs))  # --set 'ball_*'
     # --shard: every set keeps its name and gets its block of rows (clip index order, whole batches)
-    input_sets, shard_identity = sharding.shard_input_sets(input_sets, sharding.parse_shard(shard), batch_size)
+    input_sets, shard_identity = sharding.shard_input_sets(input_sets, part, batch_size)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
-                    batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+                    batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity,
+                    pool=pooling, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
 
 
 def _print_layers(loaded, every: bool) -> None:
+    from vtcav_common.models.layers import default_layers, describe_layers, format_table
+
     infos = describe_layers(loaded)
     names = list(infos) if every else [n for n in default_layers(loaded.module) if infos[n].calls]
     for line in format_table([infos[n] for n in names]):

@@ -33,7 +33,7 @@ case $step in
 detect)
     need_k
     done_already "$shards/detections.$k.jsonl" ||
-        vt-detect --model "$DETECTOR" "$LABELS" --shard "$k/$SHARDS" -o "$shards/detections.$k.jsonl" ;;
+        vt-detect --detector "$DETECTOR" "$LABELS" --shard "$k/$SHARDS" -o "$shards/detections.$k.jsonl" ;;
 merge-detections)
     done_already "$out/detections.jsonl" || {
         mapfile -t files < <(shard_files detections jsonl); vt-merge "$out/detections.jsonl" "${files[@]}"; } ;;

@@ -1,0 +1,174 @@
+"""--shard K/N and vt-merge: a deterministic partition, and shards that merge into exactly the
+file the unsharded run writes; missing, duplicated and foreign shards refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import WEIGHTS, run_cli
+from vtcav_common.errors import UsageError
+from vtcav_common.shard import parse_shard
+
+TINY = ["--model", "vtcav_common.models.tiny:motion_c3d", "--weights", str(WEIGHTS / "classifier.pt")]
+
+
+# --------------------------------------------------------------------------- the partition
+def test_shards_tile_the_inputs_in_order_and_balanced():
+    for n in (0, 1, 5, 10, 17, 100):
+        for count in (1, 2, 3, 7):
+            for unit in (1, 4, 8):
+                blocks = [parse_shard(f"{k}/{count}").rows(n, unit) for k in range(count)]
+                assert [i for block in blocks for i in block] == list(range(n))   # every item once, in order
+                starts = [b.start for b in blocks if len(b)]
+                assert all(s % unit == 0 for s in starts)                          # whole batches
+                sizes = [-(-len(b) // unit) for b in blocks]                        # in batches
+                assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/3", "-1/2", "0/0", "1/2/3", "$SLURM_ARRAY_TASK_ID/4"])
+def test_bad_shard_values_are_usage_errors(text):
+    with pytest.raises(UsageError, match="--shard"):
+        parse_shard(text)
+
+
+def test_bad_shard_on_the_command_line_is_one_line_exit_2(tmp_path):
+    result = run_cli("vt-embed", *TINY, "--layers", "block1", "x.jsonl", "-o", tmp_path / "a.h5", "--shard", "3/3")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["vt-embed: error: --shard 3/3: K must be in 0..N-1 "
+                                                  "(shards are numbered from 0)"]
+
+
+# --------------------------------------------------------------------------- detections
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    run_cli("vt-synth", out, "-q", "--train-per-class", "2", "--test-per-class", "1", "--seed", "11", check=True)
+    return out
+
+
+def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
+    labels = world / "labels.jsonl"
+    detector = ["--detector", str(WEIGHTS / "detector.pt")]
+    run_cli("vt-detect", "-q", *detector, labels, "-o", tmp_path / "all.jsonl", check=True)
+    for k in range(3):
+        run_cli("vt-detect", "-q", *detector, labels, "--shard", f"{k}/3", "-o", tmp_path / f"d{k}.jsonl", check=True)
+    side = json.loads((tmp_path / "d1.jsonl.shard.json").read_text())
+    assert side["vtcav_kind"] == "detections"
+    assert side["shard"]["index"] == 1 and side["shard"]["count"] == 3 and side["shard"]["items"]["videos"] == [4, 8, 12]
+    ids = {json.loads(line)["video_id"] for line in (tmp_path / "d1.jsonl").read_text().splitlines()}
+    order = [json.loads(line)["video_id"] for line in labels.read_text().splitlines()]
+    assert ids == set(order[4:8])                                  # the second block of the manifest's order
+
+    result = run_cli("vt-merge", tmp_path / "m.jsonl", tmp_path / "d2.jsonl", tmp_path / "d0.jsonl",
+                     tmp_path / "d1.jsonl", check=True)
+    assert (tmp_path / "m.jsonl").read_bytes() == (tmp_path / "all.jsonl").read_bytes()
+    assert not (tmp_path / "m.jsonl.shard.json").exists()
+    assert "3 detections shards" in result.stderr
+
+    missing = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d2.jsonl")
+    assert missing.returncode == 1 and not (tmp_path / "x.jsonl").exists()
+    assert missing.stderr.splitlines() == [f"vt-merge: error: {tmp_path / 'x.jsonl'}: missing shard 1/3 of 3 "
+                                           f"(given: 0/3, 2/3)"]
+    twice = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d1.jsonl",
+                    tmp_path / "d1.jsonl", tmp_path / "d2.jsonl")
+    assert twice.returncode == 1 and not (tmp_path / "x.jsonl").exists()
+    assert twice.stderr.splitlines() == [f"vt-merge: error: {tmp_path / 'd1.jsonl'}: shard 1/3 given twice "
+                                         f"(also {tmp_path / 'd1.jsonl'})"]
+    plain = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "all.jsonl")
+    assert plain.returncode == 1 and "not a shard" in plain.stderr and len(plain.stderr.splitlines()) == 1
+
+    to_stdout = run_cli("vt-detect", *detector, labels, "--shard", "0/2")
+    assert to_stdout.returncode == 2 and "needs -o FILE" in to_stdout.stderr
+
+
+# --------------------------------------------------------------------------- embeddings
+def _arrays(path: Path) -> tuple[dict, dict]:
+    found: dict = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+        return found, json.loads(handle.attrs["provenance"])
+
+
+@pytest.fixture(scope="module")
+def embedded(world, tmp_path_factory) -> Path:
+    """Two clip sets, embedded whole and as 3 shards (batches of 2)."""
+    out = tmp_path_factory.mktemp("embed")
+    common = ["--videos", world / "labels.jsonl", "--frames", "16", "--size", "64", "--seed", "0", "-q"]
+    run_cli("vt-concepts", "random", *common, "--sets", "2", "--clips-per-set", "5", "-o", out / "clips.h5", check=True)
+    embed = ["vt-embed", *TINY, "--layers", "block1,block3", "--target", "right", "--batch-size", "2", "-q"]
+    run_cli(*embed, out / "clips.h5", "-o", out / "whole.h5", check=True)
+    for k in range(3):
+        run_cli(*embed, out / "clips.h5", "--shard", f"{k}/3", "-o", out / f"part{k}.h5", check=True)
+    return out
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_embedding_shards_merge_to_the_unsharded_arrays(embedded, copy):
+    out = embedded
+    merged = out / f"merged{int(copy)}.h5"
+    run_cli("vt-merge", *(["--copy"] if copy else []), merged, out / "part1.h5", out / "part0.h5", out / "part2.h5",
+            check=True)
+    whole, whole_prov = _arrays(out / "whole.h5")
+    joined, joined_prov = _arrays(merged)
+    assert joined.keys() == whole.keys()
+    for name in whole:
+        assert np.array_equal(joined[name], whole[name]), name       # bit for bit: whole batches per shard
+    assert joined_prov.pop("merged_from") == {"count": 3, "files": ["part0.h5", "part1.h5", "part2.h5"]}
+    assert joined_prov == whole_prov
+    with h5py.File(merged, "r") as handle, h5py.File(out / "whole.h5", "r") as reference:
+        acts = handle["sets/random_00/acts/block3"]
+        assert acts.is_virtual is (not copy)
+        assert dict(acts.attrs) == dict(reference["sets/random_00/acts/block3"].attrs)
+        assert handle["sets/random_00"].attrs["n"] == 5
+    with h5py.File(out / "part1.h5", "r") as handle:
+        shard = json.loads(handle.attrs["provenance"])["shard"]
+    assert shard["items"] == {"random_00": [2, 4, 5], "random_01": [2, 4, 5]}
+
+
+def test_a_moved_merge_reads_its_shards_and_a_lost_shard_reads_nan(embedded, tmp_path):
+    out = embedded
+    for name in ("part0.h5", "part1.h5", "part2.h5"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    run_cli("vt-merge", "-q", tmp_path / "v.h5", *(tmp_path / f"part{k}.h5" for k in range(3)), check=True)
+    whole, _ = _arrays(out / "whole.h5")
+    with h5py.File(tmp_path / "v.h5", "r") as handle:          # read from another working directory
+        assert np.array_equal(handle["sets/random_01/grads/block1"][()], whole["sets/random_01/grads/block1"])
+    (tmp_path / "part1.h5").unlink()
+    with h5py.File(tmp_path / "v.h5", "r") as handle:
+        rows = handle["sets/random_01/acts/block1"][()]
+    assert np.isnan(rows[2:4]).all() and not np.isnan(rows[:2]).any()
+
+
+def test_shards_of_different_runs_are_refused(embedded, world, tmp_path):
+    out = embedded
+    other = tmp_path / "other1.h5"
+    run_cli("vt-embed", *TINY, "--layers", "block1", "--target", "right", "--batch-size", "2", "-q",
+            out / "clips.h5", "--shard", "1/3", "-o", other, check=True)
+    result = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", other, out / "part2.h5")
+    assert result.returncode == 1 and not (tmp_path / "x.h5").exists()
+    assert result.stderr.splitlines() == [f"vt-merge: error: {other}: not a shard of the same run as "
+                                          f"{out / 'part0.h5'} (differs in layers)"]
+    batches = tmp_path / "b1.h5"
+    run_cli("vt-embed", *TINY, "--layers", "block1,block3", "--target", "right", "--batch-size", "1", "-q",
+            out / "clips.h5", "--shard", "1/3", "-o", batches, check=True)
+    result = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", batches, out / "part2.h5")
+    assert result.returncode == 1 and "different --batch-size" in result.stderr
+    mixed = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", out / "whole.h5")
+    assert mixed.returncode == 1 and "not a shard" in mixed.stderr
+
+
+def test_vt_merge_imports_no_torch(embedded, tmp_path):
+    code = ("import sys; from tools.vt_merge import main; sys.argv = ['vt-merge', '-q', sys.argv[1], *sys.argv[2:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.h5"),
+                             *(str(embedded / f"part{k}.h5") for k in range(3))], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+    assert (tmp_path / "m.h5").exists()
