@@ -11,8 +11,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import WEIGHTS, run_cli
+
 from vtcav_common.errors import UsageError
 from vtcav_common.shard import parse_shard
 
@@ -61,7 +61,7 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
         run_cli("vt-detect", "-q", *detector, labels, "--shard", f"{k}/3", "-o", tmp_path / f"d{k}.jsonl", check=True)
     side = json.loads((tmp_path / "d1.jsonl.shard.json").read_text())
     assert side["vtcav_kind"] == "detections"
-    assert side["shard"]["index"] == 1 and side["shard"]["count"] == 3 and side["shard"]["items"]["videos"] == [4, 8, 12]
+    assert (side["shard"]["index"], side["shard"]["count"], side["shard"]["items"]["videos"]) == (1, 3, [4, 8, 12])
     ids = {json.loads(line)["video_id"] for line in (tmp_path / "d1.jsonl").read_text().splitlines()}
     order = [json.loads(line)["video_id"] for line in labels.read_text().splitlines()]
     assert ids == set(order[4:8])                                  # the second block of the manifest's order
