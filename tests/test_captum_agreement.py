@@ -21,6 +21,8 @@ from vtcav_common.scoring import directional_derivatives, tcav_scores  # noqa: E
 
 LAYER = "block1"  # block2 feeds a linear head directly: its gradient is the same for every input
 TARGET = 1
+CAPTUM_MIN_COSINE = 0.84          # captum vs captum over 10 seeds: min 0.846
+CAPTUM_MAGNITUDE_RANGE = 0.25     # captum vs captum over 10 seeds: (max - min) / mean = 0.245
 
 
 class SmallC3D(nn.Module):
@@ -143,8 +145,12 @@ def test_independently_trained_cavs_agree_closely(setting, tmp_path):
     cosine = float(vector @ captum_cav / np.linalg.norm(captum_cav))
     print(f"cosine {cosine:.3f} sign {sign:.3f}/{captum_sign:.3f} magnitude {magnitude:.4g}/"
           f"{captum_magnitude / np.linalg.norm(captum_cav):.4g}")
-    assert cosine > 0.8, f"CAV directions differ (cosine {cosine:.2f})"
-    assert abs(sign - captum_sign) <= 0.2
+    # Tolerances from captum's own run-to-run spread on this setting (10 seeds of its split and
+    # SGD, measured 2026-11-23): sign count identical (1.0 every time), CAV cosine between two
+    # captum runs >= 0.846, unit-CAV magnitude range 24.5% of its mean.  vtcav against captum
+    # must differ no more than captum differs from itself; one input (1/30) of sign-count slack.
+    assert cosine >= CAPTUM_MIN_COSINE, f"CAV directions differ (cosine {cosine:.2f})"
+    assert abs(sign - captum_sign) <= 1 / len(inputs) + 1e-9
     # captum's CAV is not unit length: compare magnitudes along unit vectors
     captum_unit_magnitude = captum_magnitude / np.linalg.norm(captum_cav)
-    assert magnitude == pytest.approx(captum_unit_magnitude, rel=0.3)
+    assert magnitude == pytest.approx(captum_unit_magnitude, rel=CAPTUM_MAGNITUDE_RANGE)
