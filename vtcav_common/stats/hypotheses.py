@@ -55,11 +55,12 @@ def _std(values: np.ndarray) -> float:
 
 def significance_tests(records: list[dict], correction: str = "bonferroni", alpha: float = 0.05,
                        min_accuracy: float = 0.6, welch: bool = False, *, test: str | None = None,
-                       family: str = "all", seed: int = 0) -> list[dict]:
+                       family: str = "all", seed: int = 0, explain: bool = True) -> list[dict]:
     """One result per (target, layer, concept, against) hypothesis, corrected within its family.
 
     The defaults are the paper's method (Student's t, Bonferroni over all hypotheses);
-    ``welch=True`` is the old spelling of ``test="welch"``.
+    ``welch=True`` is the old spelling of ``test="welch"``; ``explain=False`` skips the search for
+    the R that would make an unreachable hypothesis reachable (``r_needed``; benchmarks).
     """
     test = methods.resolve(test or ("welch" if welch else "ttest"))
     correction = corrections.resolve(correction)
@@ -88,7 +89,7 @@ def significance_tests(records: list[dict], correction: str = "bonferroni", alph
                           reachable=bool(reachable),
                           # A concept whose CAVs are at chance has no direction worth testing: say so.
                           significant=bool(p_adj < alpha and result["cav_ok"]))
-            result["r_needed"] = None if reachable else methods.needed_r(
+            result["r_needed"] = None if reachable or not explain else methods.needed_r(
                 test, result.pop("_null"), lambda p: best(p, m) < alpha)
             result.pop("_null", None)
     results.sort(key=lambda r: (r["target"], layer_order[r["layer"]], r["kind"] != "concept", r["concept"],

@@ -165,11 +165,22 @@ def needed_r(name: str, null, reachable: Callable[[float], bool], limit: int = 1
     null = np.asarray(null, float)
     if len(null) < 2:
         return None
-    for r in (*range(3, 30), *range(30, 100, 5), *range(100, 300, 20), *range(300, limit + 1, 100)):
+    if name == "permutation" and not reachable(1 / (PERMUTATIONS + 1)):
+        return None     # the Monte Carlo floor, whatever R
+
+    def ok(r: int) -> bool:
         synthetic = np.quantile(null, (np.arange(r) + 0.5) / r, method="inverted_cdf")
-        if reachable(attainable(name, r, synthetic)):
-            return r
-    return None
+        return reachable(attainable(name, r, synthetic))
+
+    low, high = 2, 3            # ok(low) is taken as false; find a high that is ok, then bisect
+    while not ok(high):
+        if high >= limit:
+            return None
+        low, high = high, min(limit, high * 2)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if ok(middle) else (middle, high)
+    return high
 
 
 def cohens_d(a, b) -> float:
