@@ -21,8 +21,8 @@ from typing import Any
 
 import typer
 
-from .errors import UsageError
 from .frame import version_option
+from .parsing import parse_rgb, parse_size, square_size  # noqa: F401  (the front ends' parsers)
 
 MODEL_HELP = ("Architecture name (swin3d_t, r3d_18, ...), package.module:factory, TorchScript/.pt2 file, "
               "or mmaction:CONFIG. May be left out when --weights is a TorchScript/.pt2 file or has a "
@@ -138,63 +138,7 @@ def sets(help: str = "Set(s) to use: names or patterns such as 'random_*' (repea
 
 
 # --------------------------------------------------------------------------- parsers
-def parse_rgb(text: str | None, option: str) -> list[float] | None:
-    """``"0.45,0.45,0.45"`` -> three floats (per-channel mean or std), or a usage error.
-
-    >>> parse_rgb("0.45,0.45,0.45", "--mean")
-    [0.45, 0.45, 0.45]
-    >>> parse_rgb(None, "--mean") is None
-    True
-    """
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{option} takes three comma-separated numbers, got '{text}'") from None
-    if len(values) != 3:
-        raise UsageError(f"{option} takes three comma-separated numbers (R,G,B in [0, 1]), got '{text}'")
-    return values
-
-
-def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
-    """``--size``: ``"64"`` -> (64, 64); ``"64x48"`` -> (64, 48) as (H, W).
-
-    >>> parse_size("64"), parse_size("64x48")
-    ((64, 64), (64, 48))
-    """
-    parts = str(text).lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values, default=0) < minimum:
-        raise UsageError(f"--size must be H or HxW with sides of at least {minimum} pixels, got '{text}'")
-    return (values[0], values[-1])
-
-
-def square_size(text: str | None, minimum: int = 8) -> int | None:
-    """``--size`` where the frame is square (a model's input, the synthetic world).
-
-    >>> square_size("112"), square_size("112x112"), square_size(None)
-    (112, 112, None)
-    """
-    if text is None:
-        return None
-    height, width = parse_size(text, minimum)
-    if height != width:
-        raise UsageError(f"--size {text}: this frame is square; give one number")
-    return height
-
-
-def single_label(values: list[str] | None, option: str = "--label") -> str | None:
-    """A repeatable filter where this command takes one value: at most one, or a usage error."""
-    values = list(values or [])
-    if len(values) > 1:
-        raise UsageError(f"{option} takes one value here, got {len(values)}: {', '.join(values)}")
-    return values[0] if values else None
-
-
+# parse_rgb, parse_size, square_size: typer-free, in parsing.py, so that the library can use them too
 def resolve_device_name(text: str) -> str:
     """``--device auto`` -> ``cuda`` when a CUDA device is present, else ``cpu``; other names as given."""
     if text != "auto":
