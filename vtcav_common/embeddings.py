@@ -51,7 +51,7 @@ from .errors import IncompatibleError, VtcavError
 
 KIND = "embeddings"
 # Provenance keys that must agree before activations/gradients/CAVs may be combined.
-MODEL_KEYS = ("model", "input")
+MODEL_KEYS = ("model", "input", "pool")
 CHUNK_BYTES = 1 << 20      # aim for chunks of about 1 MiB (at least one sample)
 
 
@@ -201,7 +201,6 @@ class Embeddings:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        # No chunk cache: column blocks then read only their bytes of each raw chunk.
         self.handle = h5io.open_file(path, KIND)
         self.provenance = h5io.provenance(self.handle)
         self.run_id = h5io.run_id(self.handle)
@@ -239,6 +238,15 @@ class Embeddings:
             raise VtcavError(f"{self.path}: set '{set_name}' has no {what} for layer '{layer}'")
         return group[what][h5_name(layer)]
 
+    def uncached_dataset(self, set_name: str, layer: str, what: str = "acts") -> h5py.Dataset:
+        """The same dataset opened without a chunk cache: a column block then reads only its own
+        bytes of each raw chunk, instead of whole chunks evicted again before the next block."""
+        self.dataset(set_name, layer, what)   # the checks and their messages
+        access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        access.set_chunk_cache(0, 0, 1.0)
+        group = self.handle["sets"][set_name][what]
+        return h5py.Dataset(h5py.h5d.open(group.id, h5_name(layer).encode(), dapl=access))
+
     def flat(self, set_name: str, layer: str, what: str = "acts") -> np.ndarray:
         """``N x D`` float32 activations (or gradients) of one set at one layer (small sets only)."""
         blocks = list(self.iter_flat(set_name, layer, what, batch=1 << 30))
@@ -258,7 +266,7 @@ class Embeddings:
         Yields ``(first feature, N x d float32)`` in feature order; the blocks are
         hyperslabs of the stored array, so they cost one read of their own bytes.
         """
-        data = self.dataset(set_name, layer, what)
+        data = self.uncached_dataset(set_name, layer, what)
         for first, index in column_slabs(data.shape[1:], columns):
             yield first, to_float32(data[(slice(None), *index)])
 
@@ -309,16 +317,18 @@ def model_identity(provenance: dict) -> dict:
     """The part of a provenance that says which model and input sampling produced a file."""
     model = provenance.get("model", {})
     return {"arch": model.get("arch"), "weights_sha256": model.get("weights_sha256"),
-            "num_classes": model.get("num_classes"), "input": provenance.get("input")}
+            "num_classes": model.get("num_classes"), "input": provenance.get("input"),
+            "pool": provenance.get("pool") or "none"}     # vt-embed --pool: pooled and unpooled never mix
 
 
 def require_same_model(name_a: str, prov_a: dict, name_b: str, prov_b: dict) -> None:
     """Refuse to combine files computed with different models or input sampling."""
     id_a, id_b = model_identity(prov_a), model_identity(prov_b)
-    for key in ("arch", "weights_sha256", "num_classes", "input"):
+    for key in ("arch", "weights_sha256", "num_classes", "input", "pool"):
         if id_a[key] != id_b[key]:
             what = {"arch": "model architecture", "weights_sha256": "model weights",
-                    "num_classes": "number of classes", "input": "input sampling"}[key]
+                    "num_classes": "number of classes", "input": "input sampling",
+                    "pool": "pooling (vt-embed --pool)"}[key]
             raise IncompatibleError(
                 f"{name_b}: computed with a different {what} than {name_a} "
                 f"({_brief(id_b[key])} vs {_brief(id_a[key])}); refusing to combine")

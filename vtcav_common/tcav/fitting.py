@@ -179,8 +179,7 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
     max_memory = options.max_memory or available_memory()
     columns = {rows.layer: block_columns(rows.m, rows.width, k, max_memory, f"{first.path}: layer '{rows.layer}'")
                for rows in layer_rows}                   # every layer checked before any work
-    flops = sum(2.0 * rows.m * rows.m * rows.width for rows in layer_rows)
-    linalg = choose_linalg(options.device, flops)
+    linalg = choose_linalg(options.device)
     provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
     provenance.update(layers=chosen, classifier=options.classifier, seed=options.seed,
                       sources=[emb.path for emb in files], source_runs=[emb.run_id for emb in files],

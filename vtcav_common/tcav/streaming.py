@@ -4,9 +4,10 @@ Nothing of size (clips x features) is held: a layer's rows are read as column bl
 (every clip, a slab of features), so memory is the ``M x M`` Gram matrix plus one block,
 whatever ``M``; the block is sized to ``--max-memory``.
 
-The products run on a :class:`Linalg` backend: numpy (no torch import), torch on the CPU
-(its BLAS was about 2x faster than numpy's on this project's machine, so it is used when
-the products are large enough to repay importing torch), or torch on a CUDA device.
+The products run on a :class:`Linalg` backend: numpy on the CPU, torch on a CUDA device.
+torch's CPU BLAS was about 2x faster than numpy's on this project's 2-core machine, but
+importing torch costs seconds and about 850 MB of resident memory, more than it saves on
+any CPU job measured (bench/RESULTS.md); ``VTCAV_CPU_BLAS=torch`` still selects it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from ..embeddings import Embeddings, column_slabs
 from ..errors import UsageError, VtcavError
 
 MB = 1 << 20
-SLAB_BYTES = 256 * MB          # the largest column block (float32 plus its float16 read)
-BASE_BYTES = 300 * MB          # the interpreter, numpy, h5py and scikit-learn
-TORCH_CPU_FLOPS = 2e10         # below this, importing torch (about 2 s) costs more than its BLAS saves
+WORKING_BYTES = 256 * MB       # the Gram matrix's share plus the column block, while the Gram is small
+MIN_BLOCK_BYTES = 32 * MB      # the block never shrinks below this (unless --max-memory says so)
+BASE_BYTES = 200 * MB          # the interpreter, numpy, h5py and scikit-learn
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -50,12 +51,13 @@ class LayerRows:
 
     def column_blocks(self, columns: int) -> Iterator[tuple[int, np.ndarray]]:
         """``(first feature, M x d float32)`` for consecutive slabs of at most ``columns`` features."""
+        datasets = [part.emb.uncached_dataset(part.name, self.layer) for part in self.parts]
         buffer = None
         for first, index in column_slabs(self.shape, columns):
             start = 0
             block = None
-            for part in self.parts:
-                piece = part.emb.dataset(part.name, self.layer)[(slice(None), *index)]
+            for part, dataset in zip(self.parts, datasets):
+                piece = dataset[(slice(None), *index)]
                 piece = piece.reshape(piece.shape[0], -1)
                 if block is None:   # one buffer for every slab: no allocation per block
                     d = piece.shape[1]
@@ -102,8 +104,8 @@ class Linalg:
                 @ t.from_numpy(block).to(self.device)).cpu().numpy()
 
 
-def choose_linalg(device: str, flops: float) -> Linalg:
-    """``auto``: CUDA when there is a GPU, else the CPU; on the CPU torch's BLAS for big products."""
+def choose_linalg(device: str) -> Linalg:
+    """``auto``: CUDA when there is a GPU, else the CPU (numpy)."""
     if device not in DEVICES:
         raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got '{device}'")
     if device in ("auto", "cuda"):
@@ -111,7 +113,7 @@ def choose_linalg(device: str, flops: float) -> Linalg:
             return Linalg("cuda")
         if device == "cuda":
             raise UsageError("--device cuda: no CUDA device is available")
-    if flops >= TORCH_CPU_FLOPS and _torch_installed():
+    if os.environ.get("VTCAV_CPU_BLAS") == "torch" and _torch_installed():
         return Linalg("cpu")
     return Linalg("numpy")
 
@@ -149,11 +151,13 @@ def available_memory() -> int:
 def block_columns(m: int, width: int, cavs: int, max_memory: int, where: str) -> int:
     """Columns per block for ``m`` clips, so that the run fits ``max_memory``; refuse up front if not.
 
-    Fixed: the Gram matrix and what its eigendecomposition needs (about five ``M x M``
-    float64), the layer's CAVs (``k x D`` float32, twice while normalised). Per column:
-    the float32 block and the float16 piece read into it.
+    Fixed: the interpreter, the layer's CAVs (``k x D`` float32), the Gram matrix and what
+    its eigendecomposition needs (about five ``M x M`` float64). Per column: the float32
+    block and the float16 piece read into it. The block takes what the Gram matrix leaves
+    of a fixed working budget, so peak memory stays flat as ``M`` grows.
     """
-    fixed = BASE_BYTES + 5 * 8 * m * m + 2 * 4 * cavs * width
+    gram = 5 * 8 * m * m
+    fixed = BASE_BYTES + 4 * cavs * width + gram
     per_column = 6 * m
     left = max_memory - fixed
     if left < per_column:
@@ -161,4 +165,5 @@ def block_columns(m: int, width: int, cavs: int, max_memory: int, where: str) ->
             f"{where}: needs at least {(fixed + per_column) / MB:.0f} MB ({m} x {m} Gram matrix of {m} clips, "
             f"{cavs} CAVs x {width} features, one block) but --max-memory is {max_memory / MB:.0f} MB; "
             f"use fewer clips, pooled activations (vt-embed --pool) or more memory")
-    return int(max(1, min(SLAB_BYTES, left) // per_column))
+    budget = min(left, max(WORKING_BYTES - gram, MIN_BLOCK_BYTES))
+    return int(max(1, budget // per_column))
