@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from .sampling import temporal_indices  # noqa: F401  (importable from here as before)
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,6 @@ class InputSpec:
         if size:
             spec = replace(spec, size=(int(size), int(size)))
         return spec
-
-
-def temporal_indices(length: int, frames: int) -> np.ndarray:
-    """``frames`` indices spread uniformly over ``length`` frames (repeats if too short)."""
-    return np.linspace(0, length - 1, frames).round().astype(int)
 
 
 def preprocess(clips: np.ndarray, spec: InputSpec, device: torch.device | str = "cpu") -> torch.Tensor:
