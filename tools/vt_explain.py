@@ -9,9 +9,12 @@ from typing import List, Optional
 import typer
 
 from vtcav_common import cli, options
-from vtcav_common.models import load_model
-from vtcav_common.overlay import FORMATS
-from vtcav_common.relevance import METHODS, ExplainOptions, explain_videos, gather_videos
+from vtcav_common.models import load_model   # cheap: torch is imported when the model is loaded
+
+# For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
+# main_command; importing them here would load torch and cv2 before --help or --version could answer.
+METHODS = ("gradcam", "gradient", "gradxinput")
+FORMATS = ("gif", "mp4")
 
 # FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error; the
 # error raised for a bad video already names the file. Set OPENCV_FFMPEG_LOGLEVEL to see them.
@@ -98,10 +101,13 @@ def main_command(
     version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
-    if method not in METHODS:
-        raise cli.UsageError(f"--method takes {', '.join(METHODS)}, got '{method}'")
-    if picture_format not in FORMATS:
-        raise cli.UsageError(f"--picture-format takes {' or '.join(FORMATS)}, got '{picture_format}'")
+    from vtcav_common.overlay import FORMATS as formats
+    from vtcav_common.relevance import METHODS as methods, ExplainOptions, explain_videos, gather_videos
+
+    if method not in methods:
+        raise cli.UsageError(f"--method takes {', '.join(methods)}, got '{method}'")
+    if picture_format not in formats:
+        raise cli.UsageError(f"--picture-format takes {' or '.join(formats)}, got '{picture_format}'")
     if output is not None and output.is_dir():
         raise cli.UsageError(f"-o {output}: is a directory; give the HDF5 file to write")
     if pictures is not None and pictures.exists() and not pictures.is_dir():
