@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from types import SimpleNamespace as NS
 
@@ -114,3 +115,16 @@ def test_import_arrays_and_folders(world, mined, tmp_path):
     result = run_cli("vt-concepts", "import", tmp_path / "bad.npy", "-o", tmp_path / "b.h5")
     assert result.returncode == 1 and "expected clips N x T x H x W x 3" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_set_patterns(mined):
+    from vtcav_common import selection
+    from vtcav_common.errors import UsageError
+
+    names = ["ball_all", "random_00", "random_01"]
+    assert selection.select(names, ["random_*"]) == ["random_00", "random_01"]
+    assert selection.expand(names, ["random_01", "ball_*", "random_0?"]) == ["random_01", "ball_all", "random_00"]
+    with pytest.raises(UsageError, match=re.escape("no set matches 'rand_?'")):
+        selection.select(names, ["rand_?"])
+    listed = run_cli("vt-concepts", "list", mined, "--set", "random_0[1]", "--set", "ball_*", check=True)
+    assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["ball_all", "random_01"]
