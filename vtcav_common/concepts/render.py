@@ -1,0 +1,113 @@
+"""Cutting the planned clips: crop windows around objects, and decoding each video once to
+append its clips to their sets in bounded batches."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from .. import video
+from ..clipsets import Sampling, SetAppender
+from .plans import ClipPlan
+
+DEFAULT_CONTEXT = 1.5     # window side = object side x context: the object plus its surroundings
+FLUSH_EVERY = 32          # clips held in memory before they are written
+
+
+# --------------------------------------------------------------------------- geometry
+def context_window(box: Iterable[float], frame_w: int, frame_h: int, out_size: tuple[int, int],
+                   context: float = DEFAULT_CONTEXT) -> tuple[int, int, int, int]:
+    """The window around ``box``: the output's aspect (square for H = W), ``context``
+    times the object's extent, shifted (and if need be shrunk) to lie inside the frame."""
+    x1, y1, x2, y2 = box
+    aspect = out_size[1] / out_size[0]                      # width / height
+    height = max(y2 - y1, (x2 - x1) / aspect) * context
+    height = min(height, frame_h, frame_w / aspect)
+    win_h = max(2, int(round(height)))
+    win_w = max(2, min(frame_w, int(round(win_h * aspect))))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left = int(np.clip(round(cx - win_w / 2), 0, frame_w - win_w))
+    top = int(np.clip(round(cy - win_h / 2), 0, frame_h - win_h))
+    return (left, top, left + win_w, top + win_h)
+
+
+def union_box(boxes: np.ndarray) -> tuple[float, float, float, float]:
+    return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+
+
+def windows_for(plan: ClipPlan, frame_w: int, frame_h: int, out_size: tuple[int, int],
+                context: float) -> np.ndarray:
+    """The crop window of each clip frame (T x 4 ints, source pixels)."""
+    if plan.geometry == "random":
+        return plan.boxes.astype(int)
+    if plan.geometry == "follow":
+        return np.array([context_window(b, frame_w, frame_h, out_size, context) for b in plan.boxes])
+    # static and window: one window for the whole clip (for static all boxes are the same)
+    window = context_window(union_box(plan.boxes), frame_w, frame_h, out_size, context)
+    return np.repeat(np.array(window)[None], len(plan.boxes), axis=0)
+
+
+def crop_resize(frame: np.ndarray, window: Iterable[int], out_size: tuple[int, int]) -> np.ndarray:
+    x1, y1, x2, y2 = (int(v) for v in window)
+    crop = frame[y1:y2, x1:x2]
+    shrinking = crop.shape[0] > out_size[0] or crop.shape[1] > out_size[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(crop, (out_size[1], out_size[0]), interpolation=interpolation)
+
+
+def cut_clip(frames: dict[int, np.ndarray], plan: ClipPlan, sampling: Sampling,
+             context: float) -> tuple[np.ndarray, np.ndarray]:
+    """The clip (T x H x W x 3) and its windows (T x 4) for one plan."""
+    first = frames[int(plan.frames[0])]
+    frame_h, frame_w = first.shape[:2]
+    windows = windows_for(plan, frame_w, frame_h, sampling.size, context)
+    clip = np.empty((sampling.frames, *sampling.size, 3), np.uint8)
+    for t, (index, window) in enumerate(zip(plan.frames, windows)):
+        same_as_before = t > 0 and index == plan.frames[t - 1] and np.array_equal(window, windows[t - 1])
+        clip[t] = clip[t - 1] if same_as_before else crop_resize(frames[int(index)], window, sampling.size)
+    return clip, windows
+
+
+# --------------------------------------------------------------------------- rendering
+def by_video(plans: list[ClipPlan]) -> Iterator[tuple[str, list[ClipPlan]]]:
+    """Plans grouped by video path, videos in order of first appearance."""
+    groups: dict[str, list[ClipPlan]] = {}
+    for plan in plans:
+        groups.setdefault(plan.video_path, []).append(plan)
+    yield from groups.items()
+
+
+def render_plans(plans: list[ClipPlan], sets: dict[str, SetAppender], sampling: Sampling,
+                 context: float = DEFAULT_CONTEXT,
+                 progress: Callable[[Iterable, int], Iterable] = lambda it, n: it) -> None:
+    """Decode each video once, cut its clips, and append them to their sets in batches."""
+    buffers: dict[str, list] = {name: [] for name in sets}
+    held = 0  # clips buffered over all sets: the bound on memory, however many sets
+    groups = list(by_video(plans))
+    for path, video_plans in progress(groups, len(groups)):
+        wanted = sorted({int(i) for plan in video_plans for i in plan.frames})
+        frames = video.read_frames(path, wanted)
+        for plan in video_plans:
+            clip, windows = cut_clip(frames, plan, sampling, context)
+            buffers[plan.set_name].append((clip, plan.video_id, plan.frames, plan.track_id, windows))
+            held += 1
+            if held >= FLUSH_EVERY:
+                _flush_all(sets, buffers)
+                held = 0
+        del frames
+    _flush_all(sets, buffers)
+
+
+def _flush_all(sets: dict[str, SetAppender], buffers: dict[str, list]) -> None:
+    for name, buffer in buffers.items():
+        _flush(sets[name], buffer)
+
+
+def _flush(target: SetAppender, buffer: list) -> None:
+    if not buffer:
+        return
+    clips, video_ids, frames, track_ids, windows = zip(*buffer)
+    target.append(np.stack(clips), list(video_ids), np.stack(frames), list(track_ids), np.stack(windows))
+    buffer.clear()
