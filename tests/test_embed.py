@@ -276,3 +276,12 @@ def test_half_precision_forward_matches_fp32_and_is_recorded(tiny_weights, clips
     code, err = run_inprocess(str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
                               "block2", "--precision", "fp8", "-o", str(tmp_path / "x.h5"))
     assert code == 2 and "--precision must be one of" in err
+
+
+def test_without_layers_the_usual_layers_are_used_and_named(tiny_weights, clips_file, tmp_path):
+    out = tmp_path / "usual.h5"
+    code, err = run_inprocess(clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights, "-o", out)
+    assert code == 0, err
+    assert "no --layers: the model's usual layers block1,block2,block3" in err
+    with h5py.File(out) as handle:
+        assert json.loads(handle.attrs["provenance"])["layers"] == ["block1", "block2", "block3"]

@@ -323,3 +323,20 @@ def test_tiny_classifier_weights_classify_a_fresh_world(tmp_path):
     accuracy = float((predictions == truth).mean())
     print(f"tiny classifier held-out accuracy on a fresh world: {accuracy:.3f} ({len(videos)} videos)")
     assert accuracy >= 0.95
+
+
+def test_list_layers_from_the_architecture_alone():
+    out: list = []
+    code, err = run_inprocess("--model", "r3d_18", "--list-layers", stdout=out)
+    assert code == 0, err
+    assert "zero weights" in err and "never downloads" not in err
+    names = [line.split()[0] for line in out[-1].splitlines()[1:]]
+    assert {"stem", "layer1", "layer2.1", "layer4", "fc"} <= set(names)
+
+
+def test_usual_layers_declared_by_the_source_or_guessed():
+    from vtcav_common.models.layers import usual_layers
+
+    assert usual_layers(load_model(TINY, str(WEIGHTS / "classifier.pt"))) == ["block1", "block2", "block3"]
+    # No declaration: the top-level modules whose output is still a T x H x W grid.
+    assert usual_layers(load_model("test_models:channels_last_toy", None)) == ["embed", "mix", "odd/name"]
