@@ -79,7 +79,8 @@ def test_a_changed_setting_reruns_exactly_its_dependents(fake):
 
     tail = ["vt-cav", "vt-score", "vt-stats"]
     assert make(fake, "LAYERS=block2,block3", dry=True) == sorted(["vt-embed acts", "vt-embed grads", *tail])
-    assert make(fake, "LAYERS=block2,block3") == sorted(["vt-embed acts", "vt-embed grads", *tail])   # -n changed nothing
+    # the dry run changed no stamp: the real run still re-runs them
+    assert make(fake, "LAYERS=block2,block3") == sorted(["vt-embed acts", "vt-embed grads", *tail])
     assert make(fake, "LAYERS=block2,block3") == []
     assert make(fake, "LAYERS=block2,block3", "TARGET=up") == sorted([
         "vt-concepts spatiotemporal", "vt-concepts spatial", "vt-concepts random", "vt-concepts merge",
@@ -87,7 +88,8 @@ def test_a_changed_setting_reruns_exactly_its_dependents(fake):
     assert make(fake, "LAYERS=block2,block3", "TARGET=up", "OTHER=down") == sorted([
         "vt-concepts spatiotemporal", "vt-concepts merge", "vt-embed acts", *tail])
     base = ["LAYERS=block2,block3", "TARGET=up", "OTHER=down"]
-    assert make(fake, *base, f"WEIGHTS={fake['weights'] / 'other.pt'}") == sorted(["vt-embed acts", "vt-embed grads", *tail])
+    other = f"WEIGHTS={fake['weights'] / 'other.pt'}"
+    assert make(fake, *base, other) == sorted(["vt-embed acts", "vt-embed grads", *tail])
     assert make(fake, *base, f"WEIGHTS={fake['weights'] / 'other.pt'}", "MODEL=pkg.mod:net") == sorted([
         "vt-embed acts", "vt-embed grads", *tail])
     base += [f"WEIGHTS={fake['weights'] / 'other.pt'}", "MODEL=pkg.mod:net"]
