@@ -128,5 +128,5 @@ def register(app: typer.Typer) -> None:
                 "    vt-concepts import background.npy --role random --name random_hand -o c.h5 --append")(import_)
     app.command(name="review", epilog="Examples:\n\n"
                 "    vt-concepts review concepts.h5 --set 'ball_*' --acts acts.h5 --layer block2 -d review/\n\n"
-                "    vt-concepts review concepts.h5 --set ball_right_spatiotemporal --drop 3,17 "
+                "    vt-concepts review concepts.h5 --set ball_right --drop 1,4 "
                 "-o cleaned.h5")(review)
