@@ -90,7 +90,8 @@ def supervoxels(
                     "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
                     "        --layer block3 --k 8 -o concepts.h5 --ranking ranking.jsonl\n\n"
                     "Then, with the tools:\n\n"
-                    "    vt-embed concepts.h5 --layers block3 -o acts.h5 && vt-cav acts.h5 -o cavs.h5")
+                    "    vt-embed concepts.h5 --weights weights/classifier.pt --layers block3 -o acts.h5 && "
+                    "vt-cav acts.h5 -o cavs.h5")
 def discover(
     candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
     random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
