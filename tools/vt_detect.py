@@ -75,7 +75,7 @@ def detect(
     started = time.perf_counter()
     empty, total = [], 0
     with cli.open_text_output(output) as out:
-        for source, info in cli.progress(zip(sources, infos), total=len(sources), description="detecting"):
+        for source, info in cli.progress(zip(sources, infos), total=len(sources), description="videos"):
             count = write_records(detector.video(source, info.fps), out)
             total += count
             if count == 0:
