@@ -60,7 +60,7 @@ def test_mot_gt_round_trip(world, tmp_path):
             x1, y1, x2, y2 = r["box"]
             lines.append(f"{r['frame'] + 1},{r['track_id']},{x1},{y1},{x2 - x1:.2f},{y2 - y1:.2f},1,"
                          f"{r['class_id'] + 1},1.0")
-        lines.append(f"1,99,0,0,5,5,0,1,1.0")  # conf 0: ignored by the benchmark, and by the import
+        lines.append("1,99,0,0,5,5,0,1,1.0")  # conf 0: ignored by the benchmark, and by the import
         (seq / "gt.txt").write_text("\n".join(lines) + "\n")
     names = tmp_path / "names.txt"
     names.write_text("\n".join(CLASSES) + "\n")   # MOT class 1 = line 1

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import clipsets, files, messages, options, selection
+from vtcav_common import clipsets, messages, options, selection
 from vtcav_common.clipsets import ClipSetWriter
 from vtcav_common.errors import UsageError, VtcavError
 

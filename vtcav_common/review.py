@@ -193,8 +193,9 @@ def _html(path, info, order, clips, sources, distances, how, scale, png_name) ->
         video = (f'<a href="{esc(Path(src.video).as_uri())}">{esc(src.video_id)}</a>' if src.video
                  else esc(src.video_id))
         dist = "" if distances is None else f"{float(distances[i]):.4g}"
-        rows.append(f'<tr><td>{rank}</td><td><b>#{i}</b></td><td><img alt="clip {i}" '
-                    f'width="{info.W * scale}" height="{info.H * scale}" src="data:image/gif;base64,{gif_base64(clip)}"></td><td>{video}</td>'
+        thumbnail = (f'<img alt="clip {i}" width="{info.W * scale}" height="{info.H * scale}" '
+                     f'src="data:image/gif;base64,{gif_base64(clip)}">')
+        rows.append(f"<tr><td>{rank}</td><td><b>#{i}</b></td><td>{thumbnail}</td><td>{video}</td>"
                     f"<td>{esc(src.span())}</td><td>{dist}</td></tr>")
     described = esc(str(info.attrs.get("description", "")))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(info.name)} — review"
