@@ -9,12 +9,14 @@ py="${VTCAV_VENV:-$repo/.venv}/bin/python"
 if [ "${VTCAV_SKIP_MMACTION:-0}" != 1 ]; then
     "$repo/shell/install_mmaction.sh" "$py" >&2
 fi
-# tests/test_slurm.py runs a single-node SLURM; GNU parallel runs the shard recipes. Installed
+# tests/test_slurm.py runs a single-node SLURM; GNU parallel runs the shard recipes; tests/test_report.py
+# renders the report in headless Chromium. Installed
 # (quietly, once) where we may: as root with apt-get; elsewhere that test skips and says why.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-        && ! { command -v slurmctld && command -v munged && command -v parallel; } >/dev/null; then
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge parallel; } \
-        >/tmp/vtcav-apt.log 2>&1 || echo "test.sh: apt-get install slurm-wlm munge parallel failed (see /tmp/vtcav-apt.log)" >&2
+        && ! { command -v slurmctld && command -v munged && command -v parallel \
+               && command -v chromium; } >/dev/null; then
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge parallel chromium; } \
+        >/tmp/vtcav-apt.log 2>&1 || echo "test.sh: apt-get install slurm-wlm munge parallel chromium failed (see /tmp/vtcav-apt.log)" >&2
 fi
 export YOLO_OFFLINE=1 MPLBACKEND=Agg
 exec "$py" -m pytest "$@"
