@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -39,7 +38,7 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 
-from . import h5io
+from . import files, h5io
 from .errors import IncompatibleError, VtcavError
 
 KIND = "clips"
@@ -253,10 +252,8 @@ class ClipSetWriter:
                         f"{self.sampling.describe()}; refusing to mix them in one file (use the same "
                         f"--frames, --size and --frame-stride, or another output file)")
                 self.existing = list(handle[ROOT].keys())
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".staging.h5", dir=self.out.parent)
-        os.close(fd)
-        self._staging_path = Path(tmp)
+        # a findable temporary (.NAME.vtcav-PID.tmp.staging.h5): SIGTERM and the next run clean it up
+        self._staging_path = tmp = files.claim_temp(Path(os.path.realpath(self.out)), ".staging.h5", self.out)
         self._staging = h5py.File(tmp, "w", track_order=True, rdcc_nbytes=0)  # whole chunks: no cache needed
         self._staging.create_group(ROOT, track_order=True)
         return self
@@ -290,8 +287,8 @@ class ClipSetWriter:
             if exc_type is None:
                 self._assemble()
         finally:
-            if self._staging_path is not None and self._staging_path.exists():
-                self._staging_path.unlink()
+            if self._staging_path is not None:
+                files.release_temp(self._staging_path)
 
     def _assemble(self) -> None:
         sources: list[tuple[Path, list[str]]] = []

@@ -54,6 +54,20 @@ def temp_name(final: Path, suffix: str = "", pid: int | None = None) -> Path:
     return final.with_name(f".{final.name}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
 
 
+def final_name(path: str | os.PathLike) -> str:
+    """The output a temporary path stands for (messages name the file the user asked for).
+
+    >>> final_name("out/.acts.h5.vtcav-4242.tmp.h5")
+    'out/acts.h5'
+    """
+    path = Path(path)
+    name = path.name
+    mark = name.rfind(_TEMP_MARK)
+    if name.startswith(".") and mark > 1 and ".tmp" in name[mark:]:
+        return str(path.with_name(name[1:mark]))
+    return str(path)
+
+
 def live_temps() -> list[Path]:
     """Temporary outputs this process is writing (removed by the frame on SIGTERM)."""
     return sorted(_live_temps)
@@ -125,6 +139,36 @@ def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
     return final, not stat.S_ISREG(mode)
 
 
+def claim_temp(final: Path, suffix: str = "", shown: str | os.PathLike | None = None) -> Path:
+    """Create this process's temporary file for ``final`` (``.NAME.vtcav-PID.tmp<suffix>``),
+    registered so that SIGTERM removes it; a write the system refuses names ``shown``."""
+    shown = final if shown is None else shown
+    tmp = temp_name(final, suffix)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise VtcavError(f"{shown}: cannot write (a part of the path is a file, not a folder)") from None
+    except OSError as err:
+        raise write_error(shown, err) from None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a stale file of a dead run that had our PID
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        if err.errno == errno.ENOTDIR:
+            raise VtcavError(f"{shown}: cannot write (a part of the path is a file, not a folder)") from None
+        raise write_error(shown, err) from None
+    _live_temps.add(tmp)
+    return tmp
+
+
+def release_temp(tmp: Path) -> None:
+    """Remove a temporary file (if still there) and forget it."""
+    _live_temps.discard(tmp)
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only.
@@ -144,22 +188,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 raise write_error(path, err) from None
             raise
         return
-    tmp = temp_name(final, suffix or final.suffix)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise VtcavError(f"{path}: cannot write (a part of the path is a file, not a folder)") from None
-    except OSError as err:
-        raise write_error(path, err) from None
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()  # a stale file of a dead run that had our PID
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:
-        if err.errno == errno.ENOTDIR:
-            raise VtcavError(f"{path}: cannot write (a part of the path is a file, not a folder)") from None
-        raise write_error(path, err) from None
-    _live_temps.add(tmp)
+    tmp = claim_temp(final, suffix or final.suffix, path)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -168,10 +197,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             raise write_error(path, err) from None
         raise
     finally:
-        _live_temps.discard(tmp)
-        with contextlib.suppress(OSError):
-            if tmp.exists():
-                tmp.unlink()
+        release_temp(tmp)
     remove_stale_temps(final)
 
 
@@ -234,8 +260,23 @@ def read_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
             if line:
                 yield number, line
     except UnicodeDecodeError as err:
-        name = display_name(getattr(handle, "name", "-"))
-        raise VtcavError(f"{name}: not UTF-8 text (byte 0x{err.object[err.start]:02x} near line {number + 1}); "
+        name = getattr(handle, "name", "-")
+        line, byte = _first_bad_line(name) or (number + 1, err.object[err.start])
+        raise VtcavError(f"{display_name(name)}: not UTF-8 text (byte 0x{byte:02x} on line {line}); "
                          f"convert it, e.g. iconv -f latin1 -t utf-8") from None
     except OSError as err:
         raise VtcavError(f"{display_name(getattr(handle, 'name', '-'))}: cannot read ({err.strerror or err})") from None
+
+
+def _first_bad_line(name) -> tuple[int, int] | None:
+    """The first line of a file that is not UTF-8, and its first bad byte (decoding reads
+    ahead in blocks, so the reader's own line count can be behind)."""
+    if not isinstance(name, str) or not os.path.isfile(name):
+        return None
+    with contextlib.suppress(OSError), open(name, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, line[err.start]
+    return None

@@ -62,6 +62,28 @@ class VtCommand(TyperCommand):
                 param.__class__ = _AliasedOption
                 param.hidden_aliases = tuple(aliases)
 
+    def invoke(self, ctx):
+        _refuse_outputs_that_are_inputs(ctx.params)
+        return super().invoke(ctx)
+
+
+# Parameters that name what a command writes; every other path parameter is read.
+OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "markdown")
+
+
+def _refuse_outputs_that_are_inputs(params: dict) -> None:
+    """Before any work: ``vt-cav acts.h5 -o acts.h5`` is a usage error, not lost activations."""
+    from .files import refuse_overwriting_inputs
+
+    def paths(value):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v) not in ("", "-")]
+
+    outputs = [p for name in OUTPUT_PARAMS for p in paths(params.get(name))]
+    inputs = [p for name, value in params.items() if name not in OUTPUT_PARAMS for p in paths(value)]
+    if outputs:
+        refuse_overwriting_inputs([p for p in inputs if os.path.isfile(p)], outputs)
+
 
 def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typer.Typer:
     """A typer app with the conventions of every vtcav tool."""
@@ -142,7 +164,7 @@ def run(app: typer.Typer, prog_name: str) -> None:
         _print_warning_summary(counts)
         print(f"{prog_name}: error: {err}", file=sys.stderr)
         _exit(err.exit_code)
-    except KeyboardInterrupt as err:
+    except (KeyboardInterrupt, Terminated) as err:
         _print_warning_summary(counts)
         _remove_live_temps()
         terminated = isinstance(err, Terminated)
@@ -163,14 +185,18 @@ def run(app: typer.Typer, prog_name: str) -> None:
         _print_warning_summary(counts)
         print(f"{prog_name}: error: an input is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
         sys.exit(1)
-    except SystemExit:
+    except SystemExit as err:
         _print_warning_summary(counts)
+        if err.code == 130:  # typer turns Ctrl-C into a silent exit 130
+            _remove_live_temps()
+            print(f"{prog_name}: interrupted", file=sys.stderr)
         raise
     _print_warning_summary(counts)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the command is so that outputs are cleaned up as on Ctrl-C."""
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is so that outputs are cleaned up as on Ctrl-C
+    (not a KeyboardInterrupt: typer would turn that into exit 130)."""
 
 
 def _terminate(signum, frame) -> None:

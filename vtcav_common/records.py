@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from .files import display_name, open_text_input, read_lines
+from .files import display_name, final_name, open_text_input, read_lines
 from .errors import VtcavError
 
 DETECTION_FIELDS = ("video_id", "video", "frame", "time", "track_id", "class_id", "class_name",
@@ -42,7 +42,7 @@ class Detection:
         record["box"] = [round(float(v), 2) for v in self.box]
         record["conf"] = round(float(self.conf), 4)
         record["time"] = round(float(self.time), 4)
-        return json.dumps(record, separators=(",", ":"))
+        return json_line(record)
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,48 @@ class VideoLabel:
     extra: dict = field(default_factory=dict, compare=False)
 
 
+def json_line(record: dict, where: str = "") -> str:
+    """One compact, strict JSON object: NaN and Infinity (not JSON) are refused, naming the field.
+
+    >>> json_line({"score": 0.5, "n": 3})
+    '{"score":0.5,"n":3}'
+    >>> json_line({"score": float("nan")}, "scores.jsonl")
+    Traceback (most recent call last):
+    ...
+    vtcav_common.errors.VtcavError: scores.jsonl: cannot write a record with a non-finite number in 'score' (nan)
+    """
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        field_name, value = _first_non_finite(record)
+        raise VtcavError(f"{where or 'output'}: cannot write a record with a non-finite number in "
+                         f"'{field_name}' ({value})") from None
+
+
+def _first_non_finite(value, name: str = "") -> tuple[str, object]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return name, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{name}.{key}" if name else str(key))
+        if found[0]:
+            return found
+    return "", None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _parse_json(line: str, where: str) -> dict:
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
         raise VtcavError(f"{where}: not valid JSON ({err.msg})") from None
+    except ValueError as err:
+        raise VtcavError(f"{where}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise VtcavError(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(record, dict):
         raise VtcavError(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record
@@ -102,10 +139,11 @@ def read_detections(path: str) -> Iterator[Detection]:
 
 
 def write_records(records: Iterable, out: IO[str]) -> int:
-    """Write records (objects with ``to_json`` or plain dicts) one per line."""
+    """Write records (objects with ``to_json`` or plain dicts) one per line, as strict JSON."""
     count = 0
+    where = final_name(display_name(getattr(out, "name", "") or "output"))
     for record in records:
-        text = record.to_json() if hasattr(record, "to_json") else json.dumps(record, separators=(",", ":"))
+        text = record.to_json() if hasattr(record, "to_json") else json_line(record, where)
         out.write(text + "\n")
         count += 1
     return count

@@ -88,15 +88,17 @@ def read_frames(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
         return {}
     last = max(wanted)
     frames = {}
+    decoded = 0
     for index, frame in iter_frames(path):
+        decoded = index + 1
         if index in wanted:
             frames[index] = frame
         if index >= last:
             break
     missing = wanted - frames.keys()
     if missing:
-        raise VtcavError(f"{path}: video has no frame {min(missing)} (it has {len(frames) and max(frames) + 1} "
-                         f"or fewer frames)")
+        raise VtcavError(f"{path}: no frame {min(missing)}: the video has {decoded} frame(s) "
+                         f"(frames are numbered from 0; a detection or clip reaches past its end)")
     return frames
 
 
