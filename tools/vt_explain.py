@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from vtcav_common import cli, options
+from vtcav_common import shard as sharding
 from vtcav_common.models import load_model   # cheap: torch is imported when the model is loaded
 
 # For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
@@ -97,10 +98,12 @@ def main_command(
     std: Optional[str] = options.std(),
     class_names: Optional[Path] = options.class_names(),
     trust_checkpoint: bool = options.trust_checkpoint(),
+    shard: Optional[str] = options.shard(),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)
     from vtcav_common.overlay import FORMATS as formats
     from vtcav_common.relevance import METHODS as methods, ExplainOptions, explain_videos, gather_videos
 
@@ -119,11 +122,15 @@ def main_command(
                               pictures=str(pictures) if pictures else None, picture_format=picture_format,
                               strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
     videos = gather_videos(inputs, labels, split)
+    shard_identity = None
+    if part is not None:   # a contiguous block of the videos in input order (vtcav_common.shard)
+        shard_identity = part.identity({"videos": len(videos)})
+        videos = part.take(videos)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
                         mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
     with cli.open_text_output(cli.STDIO) as records:
-        summary = explain_videos(loaded, videos, output, settings, records)
+        summary = explain_videos(loaded, videos, output, settings, records, shard=shard_identity)
     shares = summary["mean_share"]
     figures = ", ".join(f"{kind} {value:.3f}" for kind, value in shares.items() if value is not None)
     cli.info(f"vt-explain: {summary['videos']} videos, {method}"

@@ -38,6 +38,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ROW_GROUPS = {"embeddings": "sets", "clips": "concepts", "relevance": None}
 # Settings that may differ between shards without changing a result (where a shard ran).
 LOCAL_SETTINGS = {"device", "batch", "batch_size"}
+# Per-kind provenance keys that count a shard's own items (the merge writes the total).
+SHARD_COUNTS = {"relevance": {"videos"}}
 
 
 @dataclass
@@ -103,13 +105,14 @@ def _identity(record) -> dict:
     return record
 
 
-def _comparable(provenance: dict) -> dict:
+def _comparable(shard: ShardFile) -> dict:
     """A shard's provenance as it must agree with the other shards'."""
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k not in LOCAL_SETTINGS and k != "shard"}
         return value
-    return strip(provenance)
+    counts = SHARD_COUNTS.get(shard.kind, set())
+    return strip({k: v for k, v in shard.provenance.items() if k not in counts})
 
 
 def check_shards(shards: list[ShardFile], out: str = "vt-merge") -> list[ShardFile]:
@@ -136,11 +139,11 @@ def check_shards(shards: list[ShardFile], out: str = "vt-merge") -> list[ShardFi
         raise VtcavError(f"{out}: missing shard{'s' if len(missing) > 1 else ''} {names} of {count} "
                          f"(given: {', '.join(f'{k}/{count}' for k in sorted(seen))})")
     ordered = sorted(shards, key=lambda s: s.identity["index"])
-    reference = _comparable(ordered[0].provenance)
+    reference = _comparable(ordered[0])
     totals = {k: v[2] for k, v in ordered[0].identity.get("items", {}).items()}
     for shard in ordered[1:]:
-        differs = sorted(k for k in set(reference) | set(_comparable(shard.provenance))
-                         if reference.get(k) != _comparable(shard.provenance).get(k))
+        theirs = _comparable(shard)
+        differs = sorted(k for k in set(reference) | set(theirs) if reference.get(k) != theirs.get(k))
         if differs:
             raise IncompatibleError(f"{shard.path}: not a shard of the same run as {ordered[0].path} "
                                     f"(differs in {', '.join(differs)})")

@@ -80,7 +80,8 @@ def _filtered(entries, labels: list[str], split: str | None, name: str) -> list[
 
 
 def explain_videos(loaded: LoadedModel, videos: list[VideoItem], output: str | Path | None,
-                   options: ExplainOptions, records: IO[str], tool: str = "vt-explain") -> dict:
+                   options: ExplainOptions, records: IO[str], tool: str = "vt-explain",
+                   shard: dict | None = None) -> dict:
     """Explain each video; write maps (HDF5), pictures and one JSON record per video."""
     if options.sigma is not None and options.sigma < 0:
         raise UsageError(f"--selective takes a number of standard deviations >= 0, got {options.sigma}")
@@ -93,6 +94,8 @@ def explain_videos(loaded: LoadedModel, videos: list[VideoItem], output: str | P
         boxes = read_moving_boxes(options.gt, {v.video_id for v in videos})
     torch.manual_seed(options.seed)
     provenance = maps_provenance(loaded, explainer, options, target_index, videos)
+    if shard is not None:   # the shard's identity (vtcav_common.shard); vt-merge drops it
+        provenance["shard"] = shard
     shares: dict[str, list[float]] = {"plain": [], "selective": []}
     with (h5io.create(output, "relevance", tool, provenance) if output else contextlib.nullcontext()) as handle:
         sink = (MapSink(handle, len(videos), explainer.input_size, options.sigma is not None, loaded.class_names)
