@@ -124,7 +124,8 @@ def test_same_cav_gives_the_same_scores(setting, tmp_path):
     grads = _vtcav_gradients(model, inputs)
     direction = grads[0] / np.linalg.norm(grads[0]) - grads[-1] / np.linalg.norm(grads[-1])
     direction /= np.linalg.norm(direction)
-    random_sign, random_magnitude = (float(v[0]) for v in tcav_scores(directional_derivatives([grads], direction[None])))
+    random_sign, random_magnitude = (float(v[0])
+                                     for v in tcav_scores(directional_derivatives([grads], direction[None])))
     assert 0 < random_sign < 1
     cases = [(vector, (sign, magnitude)), (direction, (random_sign, random_magnitude))]
     for number, (cav, (ours_sign, ours_magnitude)) in enumerate(cases):

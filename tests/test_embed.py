@@ -49,7 +49,8 @@ def clips_file(tmp_path_factory) -> Path:
     rng = np.random.default_rng(1)
     sampling = clipsets.Sampling(frames=12, size=(48, 48))
     with clipsets.ClipSetWriter(path, sampling, "test", {"seed": 1}) as writer:
-        for name, role, kind, n in (("ball_right", "concept", "spatiotemporal", 5), ("random_0", "random", "random", 3)):
+        for name, role, kind, n in (("ball_right", "concept", "spatiotemporal", 5),
+                                    ("random_0", "random", "random", 3)):
             appender = writer.add_set(name, kind=kind, role=role)
             appender.append(rng.integers(0, 256, (n, 12, 48, 48, 3), dtype=np.uint8), [f"vid{i}" for i in range(n)],
                             np.tile(np.arange(12), (n, 1)), [1] * n, np.zeros((n, 12, 4)))

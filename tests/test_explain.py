@@ -239,7 +239,8 @@ def test_same_inputs_same_bytes(tiny_world, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "a" / "test_up_10000.png").read_bytes() == (tmp_path / "b" / "test_up_10000.png").read_bytes()
 
 
-@pytest.mark.parametrize("option, value, named", [("--layer", "block9", "block9"), ("--target", "sideways", "sideways")])
+@pytest.mark.parametrize("option, value, named",
+                         [("--layer", "block9", "block9"), ("--target", "sideways", "sideways")])
 def test_bad_layer_or_class_is_a_usage_error_with_no_output(tiny_world, tmp_path, monkeypatch, capsys,
                                                             option, value, named):
     code, out, err = _run_in_process(monkeypatch, capsys, tiny_world / "labels.jsonl", "--model", FACTORY,

@@ -47,7 +47,8 @@ def swin_variant_config(folder: Path, name: str, **cls_head) -> Path:
     """A user config that inherits the packaged swin-tiny and changes its head."""
     base = mm.packaged_configs_root() / "_base_" / "models" / "swin_tiny.py"
     path = folder / f"{name}.py"
-    path.write_text(f"_base_ = [{str(base)!r}]\nmodel = dict(cls_head=dict({', '.join(f'{k}={v!r}' for k, v in cls_head.items())}))\n")
+    head = ", ".join(f"{k}={v!r}" for k, v in cls_head.items())
+    path.write_text(f"_base_ = [{str(base)!r}]\nmodel = dict(cls_head=dict({head}))\n")
     return path
 
 

@@ -151,7 +151,8 @@ def toy_files(tmp_path_factory):
         acts = {l: (rng.normal(0, 1, (20, d)) + shift * direction).astype(np.float32) for l in ("a", "b")}
         sets[name] = ("concept", acts, None)
     for r in range(6):
-        sets[f"random_{r:02d}"] = ("random", {l: rng.normal(0, 1, (20, d)).astype(np.float32) for l in ("a", "b")}, None)
+        sets[f"random_{r:02d}"] = ("random", {l: rng.normal(0, 1, (20, d)).astype(np.float32) for l in ("a", "b")},
+                                   None)
     write_embeddings(tmp / "acts.h5", sets)
     grads = {l: (rng.normal(0, 0.3, (30, d)) + direction).astype(np.float32) for l in ("a", "b")}
     acts = {l: rng.normal(0, 1, (30, d)).astype(np.float32) for l in ("a", "b")}
@@ -234,7 +235,8 @@ def test_layer_with_the_same_gradient_for_every_input_is_flagged(toy_files, tmp_
     rng = np.random.default_rng(3)
     same = np.tile(rng.normal(size=(1, 64)).astype(np.float32), (10, 1))
     acts = {l: rng.normal(size=(10, 64)).astype(np.float32) for l in ("a", "b")}
-    write_embeddings(tmp_path / "flat.h5", {"inputs": ("inputs", acts, {"a": same, "b": same + rng.normal(size=(10, 64)).astype(np.float32)})},
+    different = same + rng.normal(size=(10, 64)).astype(np.float32)
+    write_embeddings(tmp_path / "flat.h5", {"inputs": ("inputs", acts, {"a": same, "b": different})},
                      target="right")
     cavs = tmp_path / "cavs.h5"
     run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)

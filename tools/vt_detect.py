@@ -51,7 +51,8 @@ def detect(
     classes: str | None = typer.Option(None, "--classes", help="Keep only these class names, comma-separated "
                                                         "(e.g. ball,square); default: every class."),
     batch: int = options.batch_size(16, help="Frames per detector forward pass (tracking stays frame by frame)."),
-    imgsz: int | None = typer.Option(None, "--imgsz", min=32, help="Detector input size; default: the size the model was trained at."),
+    imgsz: int | None = typer.Option(None, "--imgsz", min=32,
+                                     help="Detector input size; default: the size the model was trained at."),
     device: str = options.device(),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="A video with no detection only warns "
                                                                   "(default: it is an error, exit 1)."),
@@ -83,7 +84,8 @@ def detect(
                 if allow_empty:
                     cli.warn(f"{source.path}: no detections")
         if empty and not allow_empty:
-            names = ", ".join(str(s.path) for s in empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+            more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+            names = ", ".join(str(s.path) for s in empty[:3]) + more
             raise cli.VtcavError(f"no detections in {len(empty)} video(s): {names} "
                                  f"(--allow-empty to accept, or lower --conf)")
     if part is not None:

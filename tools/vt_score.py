@@ -27,7 +27,8 @@ def score(
     cavs: Path = typer.Argument(..., help="CAV file from vt-cav."),
     gradients: Path = typer.Argument(..., help="Embeddings file from vt-embed --target CLASS (the class's inputs)."),
     output: str = options.output("-", help="JSONL output ('-' for stdout)."),
-    set_name: str = typer.Option("", "--set", help="Set of inputs in the gradients file (default: the one with gradients)."),
+    set_name: str = typer.Option("", "--set",
+                                 help="Set of inputs in the gradients file (default: the one with gradients)."),
     concepts: list[str] = options.concepts(help="Score only these concepts: names or patterns such as 'ball_*' "
                                                 "(repeatable; default: all)."),
     permute_gradients: bool = typer.Option(False, "--permute-gradients",

@@ -201,7 +201,8 @@ def build_broken(c: Path) -> None:
     (c / "dup_scores.jsonl").write_text(scores + scores)
     (c / "mixed_scores.jsonl").write_text(scores + (c / "scores_mean.jsonl").read_text())
     _jsonl(c / "unknown_video.jsonl", [{**d, "video_id": "nowhere"} for d in dets])
-    _jsonl(c / "past_end.jsonl", [{**d, "frame": d["frame"] + 500} for d in dets if d["video_id"] == dets[0]["video_id"]])
+    first_video = [d for d in dets if d["video_id"] == dets[0]["video_id"]]
+    _jsonl(c / "past_end.jsonl", [{**d, "frame": d["frame"] + 500} for d in first_video])
     _jsonl(c / "no_track.jsonl", [{**d, "track_id": None} for d in dets])
     _jsonl(c / "bad_box.jsonl", [{**dets[0], "box": [5, 5, 1, 1]}])
     _jsonl(c / "missing_video.jsonl", [{"video_id": "gone", "path": "videos/gone.mp4", "label": "right"}])

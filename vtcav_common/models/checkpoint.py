@@ -95,7 +95,8 @@ def state_dict_of(content: Any, path: Path) -> dict[str, torch.Tensor]:
         content = content.state_dict()
     for _ in range(3):  # wrappers nest at most a couple of levels in practice
         if isinstance(content, dict) and not _is_state_dict(content):
-            inner = next((content[k] for k in WRAPPER_KEYS if k in content and isinstance(content[k], (dict, nn.Module))),
+            inner = next((content[k] for k in WRAPPER_KEYS
+                          if k in content and isinstance(content[k], (dict, nn.Module))),
                          None)
             if inner is None:
                 break

@@ -231,7 +231,8 @@ def describe_layers(loaded: LoadedModel) -> dict[str, LayerInfo]:
             spec = loaded.input_spec
             raise VtcavError(f"model {loaded.provenance.get('arch', '?')} fails on a {spec.frames}x"
                              f"{spec.size[0]}x{spec.size[1]} clip ({first[:200]}); check --frames/--size") from None
-    return {name: LayerInfo(name, getattr(m, "vtcav_type", type(m).__name__), tracer.shapes.get(name), tracer.axes.get(name),
+    return {name: LayerInfo(name, getattr(m, "vtcav_type", type(m).__name__), tracer.shapes.get(name),
+                            tracer.axes.get(name),
                             tracer.calls[name])
             for name, m in tracer.modules.items()}
 

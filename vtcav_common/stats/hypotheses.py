@@ -90,7 +90,7 @@ def significance_tests(records: list[dict], correction: str = "bonferroni", alph
                           # A concept whose CAVs are at chance has no direction worth testing: say so.
                           significant=bool(p_adj < alpha and result["cav_ok"]))
             result["r_needed"] = None if reachable or not explain else methods.needed_r(
-                test, result.pop("_null"), lambda p: best(p, m) < alpha)
+                test, result.pop("_null"), lambda p, m=m: best(p, m) < alpha)
             result.pop("_null", None)
     results.sort(key=lambda r: (r["target"], layer_order[r["layer"]], r["kind"] != "concept", r["concept"],
                                 r["against"]))
@@ -119,7 +119,8 @@ def _hypothesis(key: tuple, rows: list[dict], null_rows: list[dict], test: str, 
         "null_mean": float(null_scores.mean()) if len(null_rows) else float("nan"), "null_std": _std(null_scores),
         "magnitude": float(magnitudes.mean()), "magnitude_std": _std(magnitudes),
         "null_magnitude": float(np.mean([r["magnitude"] for r in null_rows])) if null_rows else float("nan"),
-        "binary_scores": bool(np.all((scores == 0) | (scores == 1)) and np.all((null_scores == 0) | (null_scores == 1))),
+        "binary_scores": bool(np.all((scores == 0) | (scores == 1))
+                              and np.all((null_scores == 0) | (null_scores == 1))),
         "statistic": statistic, "t": statistic if test in ("ttest", "welch", "magnitude") else None,
         "p": p, "p_min_attainable": p_min,
         "effect_size": methods.cohens_d(values, null_values),
