@@ -196,7 +196,8 @@ def faithfulness(
         cli.info(line)
 
 
-@app.command(epilog="Example:\n\n    vt-ace sheet concepts.h5 --ranking ranking.jsonl --videos world/labels.jsonl -o sheets/")
+@app.command(epilog="Example:\n\n"
+                    "    vt-ace sheet concepts.h5 --ranking ranking.jsonl --videos world/labels.jsonl -o sheets/")
 def sheet(
     concepts: str = typer.Argument(..., help="A clip-set file (e.g. from vt-ace discover)."),
     out_dir: Path = opt.output(..., help="Folder for the PNGs (one per concept)."),
