@@ -199,3 +199,17 @@ def test_records_are_strict_json(tmp_path):
     path.write_text('{"score": NaN}\n')
     with pytest.raises(VtcavError, match=r"out.jsonl:1: not valid JSON \(NaN is not a JSON number\)"):
         list(records.read_jsonl(str(path)))
+
+
+# --------------------------------------------------------------------------- models
+def test_an_untrained_factory_model_has_the_same_weights_hash_every_time():
+    import torch
+
+    from vtcav_common.models import load_model
+
+    hashes = set()
+    for _ in range(2):
+        torch.rand(3)   # whatever the caller drew before
+        loaded = load_model("vtcav_common.models.tiny:motion_c3d", None, need_weights=False)
+        hashes.add(loaded.provenance["weights_sha256"])
+    assert len(hashes) == 1

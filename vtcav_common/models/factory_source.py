@@ -39,8 +39,14 @@ def call_factory(model: str, kwargs: dict | None = None) -> nn.Module:
     factory = getattr(package, attribute, None)
     if not callable(factory):
         raise UsageError(f"--model {model}: {module_name} has no callable '{attribute}'")
+    import torch
+
     try:
-        module = factory(**(kwargs or {}))
+        # Seeded, so a factory model without --weights has the same parameters (and weights
+        # hash) on every call; fork_rng leaves the caller's random state as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            module = factory(**(kwargs or {}))
     except TypeError as err:
         raise UsageError(f"--model {model}: calling the factory failed ({err})") from None
     if not isinstance(module, nn.Module):
