@@ -89,8 +89,10 @@ def clip_sources(path: str | Path, set_name: str, videos: str | None,
     """
     meta = clipsets.read_set_meta(path, set_name)
     info = clipsets.get_set(path, set_name)
-    where = videos or (info.attrs.get("provenance") or {}).get("videos")
-    files = _video_files(where)
+    mined_from = (info.attrs.get("provenance") or {}).get("videos")
+    files = _video_files(videos) if videos else (
+        # as recorded (relative to where vt-concepts ran), else relative to the clip file
+        _video_files(mined_from) or _video_files(str(Path(path).resolve().parent / mined_from)) if mined_from else {})
     fps_of: dict[str, float | None] = {}
     sources = []
     with clipsets.open_clipset(path) as handle:
