@@ -13,6 +13,7 @@ import numpy as np
 from .. import records, video
 from ..errors import UsageError, VtcavError
 from ..files import display_name
+from ..messages import warn
 
 
 # --------------------------------------------------------------------------- videos
@@ -163,12 +164,16 @@ def load_tracks(detections: str, keep: DetectionFilter, catalog: VideoCatalog,
     points: dict[tuple[str, int, int], dict[int, tuple]] = defaultdict(dict)
     videos: dict[str, str] = {}
     untracked = 0
+    unlisted: dict[str, int] = defaultdict(int)
     for det in records.read_detections(detections):
         class_counts[det.class_name] += 1
         if keep.classes and det.class_name not in keep.classes:
             continue
         width, height = det.box[2] - det.box[0], det.box[3] - det.box[1]
         if det.conf < keep.min_conf or min(width, height) < keep.min_box:
+            continue
+        if catalog.has_labels and det.video_id not in catalog.entries:
+            unlisted[det.video_id] += 1  # a manifest was given: its videos are the ones meant
             continue
         if not keep.videos.allows(catalog, det.video_id):
             continue
@@ -182,6 +187,15 @@ def load_tracks(detections: str, keep: DetectionFilter, catalog: VideoCatalog,
         previous = points[key].get(det.frame)
         if previous is None or det.conf > previous[0]:
             points[key][det.frame] = (det.conf, det.box, det.class_name)
+    if not class_counts:
+        raise VtcavError(f"{display_name(detections)}: no detection records (the file is empty)")
+    if unlisted:
+        ids = sorted(unlisted)
+        message = (f"{display_name(detections)}: {sum(unlisted.values())} detection(s) of {len(ids)} video id(s) "
+                   f"not in {catalog.source} left out ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})")
+        if not points:
+            raise VtcavError(message.replace(" left out", ", and no other detections"))
+        warn(message)
     unknown = sorted(keep.classes - class_counts.keys())
     if unknown:
         raise UsageError(f"unknown class(es) {', '.join(unknown)}; {display_name(detections)} "
