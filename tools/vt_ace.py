@@ -10,6 +10,7 @@ import typer
 
 from vtcav_common import cli
 from vtcav_common import options as opt
+from vtcav_common import shard as sharding
 from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
 from vtcav_common.ace.sheets import write_sheets
 from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
@@ -66,11 +67,13 @@ def supervoxels(
     frames: int = opt.frames(16, help="Frames per video, sampled uniformly."),
     size: str = opt.size("64", help="Clip size: H (square) or HxW."),
     name: str = typer.Option(CANDIDATE_SET, "--name", help="Name of the candidate set in OUT."),
+    shard: Optional[str] = opt.shard(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
     cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)
     params = SegmentParams(parse_resolutions(resolutions), compactness, sigma, min_fraction, max_iou, fill)
     sampling = Sampling(frames, opt.parse_size(size), 1)
     chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
@@ -79,6 +82,9 @@ def supervoxels(
     provenance = {"videos_source": Path(videos).name, "split": split}
     if len(labels) > 1:
         provenance["labels"] = labels
+    if part is not None:   # a contiguous block of the chosen videos, in order (vtcav_common.shard)
+        provenance["shard"] = part.identity({"videos": len(chosen)})
+        chosen = part.take(chosen)
     started = time.perf_counter()
     count = write_candidates(chosen, out, params, sampling, label, name=name, provenance=provenance)
     cli.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "

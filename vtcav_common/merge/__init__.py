@@ -38,8 +38,10 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ROW_GROUPS = {"embeddings": "sets", "clips": "concepts", "relevance": None}
 # Settings that may differ between shards without changing a result (where a shard ran).
 LOCAL_SETTINGS = {"device", "batch", "batch_size"}
-# Per-kind provenance keys that count a shard's own items (the merge writes the total).
+# Per-kind provenance keys that count a shard's own items (the merge writes the total), or
+# list them (the merge joins the lists in shard order).
 SHARD_COUNTS = {"relevance": {"videos"}}
+SHARD_LISTS = {"clips": {"videos"}}
 
 
 @dataclass
@@ -111,7 +113,7 @@ def _comparable(shard: ShardFile) -> dict:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k not in LOCAL_SETTINGS and k != "shard"}
         return value
-    counts = SHARD_COUNTS.get(shard.kind, set())
+    counts = SHARD_COUNTS.get(shard.kind, set()) | SHARD_LISTS.get(shard.kind, set())
     return strip({k: v for k, v in shard.provenance.items() if k not in counts})
 
 
@@ -205,6 +207,15 @@ def _merge_jsonl(shards: list[ShardFile], out: str) -> int:
 
 
 def merged_provenance(shards: list[ShardFile]) -> dict:
-    provenance = {k: v for k, v in shards[0].provenance.items() if k != "shard"}
+    provenance = join_lists(shards[0].kind, [s.provenance for s in shards])
     provenance["merged_from"] = {"count": len(shards), "files": [Path(s.path).name for s in shards]}
     return provenance
+
+
+def join_lists(kind: str, provenances: list[dict]) -> dict:
+    """Shard 0's provenance without its shard record, per-shard lists joined in shard order."""
+    joined = {k: v for k, v in provenances[0].items() if k != "shard"}
+    for key in SHARD_LISTS.get(kind, ()):
+        if all(isinstance(p.get(key), list) for p in provenances):
+            joined[key] = [item for p in provenances for item in p[key]]
+    return joined

@@ -107,6 +107,8 @@ def _copy_tree(src: h5py.Group, dst: h5py.Group, files, shards, rows, out_dir: P
             group = dst.create_group(name, track_order=True)
             for key, value in item.attrs.items():
                 group.attrs[key] = value
+            if "provenance" in item.attrs:   # a set's own provenance: no shard record, lists joined
+                group.attrs["provenance"] = _group_provenance(shards, files, path)
             _copy_tree(item, group, files, shards, rows, out_dir, copy)
             if "n" in group.attrs:    # a set's clip count: the merged total
                 counted = [p for p in rows if p.startswith(path + "/")]
@@ -116,6 +118,18 @@ def _copy_tree(src: h5py.Group, dst: h5py.Group, files, shards, rows, out_dir: P
             _join(name, path, dst, files, shards, out_dir, copy)
         else:
             src.copy(item, dst, name=name)
+
+
+def _group_provenance(shards, files, path: str) -> str:
+    from . import join_lists
+
+    try:
+        provenances = [json.loads(f[path].attrs["provenance"]) for f in files]
+    except (KeyError, ValueError, TypeError):
+        return files[0][path].attrs["provenance"]
+    if not all(isinstance(p, dict) for p in provenances):
+        return files[0][path].attrs["provenance"]
+    return json.dumps(join_lists(shards[0].kind, provenances), sort_keys=True)
 
 
 def _join(name: str, path: str, dst: h5py.Group, files, shards, out_dir: Path, copy: bool) -> None:
