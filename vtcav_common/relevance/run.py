@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -18,7 +17,7 @@ from ..errors import UsageError
 from ..files import display_name
 from ..models.base import LoadedModel, preprocess
 from ..models.layers import model_device
-from ..records import filter_manifest, looks_like_manifest, read_manifest
+from ..records import filter_manifest, json_line, looks_like_manifest, read_manifest
 from ..selective import MassCounter, SampledVideo, box_mask, read_moving_boxes, sample_with_motion, selective_filter
 from ..video import find_videos, iter_frames, probe
 from .explainer import Explainer, Explanation
@@ -107,7 +106,7 @@ def explain_videos(loaded: LoadedModel, videos: list[VideoItem], output: str | P
             if options.pictures:
                 _pictures(video, outcome, options, explainer)
             record = _record(loaded, explainer, video, outcome, options)
-            records.write(json.dumps(record, separators=(",", ":")) + "\n")
+            records.write(json_line(record, "<stdout>") + "\n")   # strict JSON: a NaN is an error
             records.flush()
             for kind in shares:
                 if outcome.shares.get(kind) is not None:
