@@ -11,10 +11,10 @@ On the synthetic motion world (vt-synth), for class ``right``:
 Affordable on a small CPU: the commands build the world and embed ONE large pool of random
 clips and of ``ball_right`` clips once (vt-synth, vt-detect, vt-concepts, vt-embed with
 the tiny classifier); then each repetition draws its R random sets, its null concepts and
-its concept set from the pools by seed, in-process, through the library: one
-:class:`~vtcav_common.cav.ActivationSpace` per layer from the pool's Gram matrix (a CAV
-restricted to a subset is the same boundary in any orthonormal basis of a span that
-contains it), :func:`~vtcav_common.cav.fit_cav` (the reference SGD classifier, balanced,
+its concept set from the pools by seed, in-process, through the library: the pool's Gram matrix per layer, and per CAV an
+:class:`~vtcav_common.cav.ActivationSpace` of its own rows (an L2 linear classifier finds
+the same boundary in any orthonormal basis of a span that contains its rows: vt-cav's
+shared space and this one agree), :func:`~vtcav_common.cav.fit_cav` (the reference SGD classifier, balanced,
 2/3-1/3 split), the directional derivatives of the held-out ``right`` videos along each
 CAV (from the gradient-activation cross products: no D-sized vector is ever formed) and
 :func:`~vtcav_common.stats.significance_tests` with every test and family.
@@ -36,10 +36,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# Small matrices: one BLAS thread (threads spinning on a shared CPU cost more than they save).
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import numpy as np  # noqa: E402
 
 from vtcav_common.cav import ActivationSpace, fit_cav  # noqa: E402
 from vtcav_common.embeddings import Embeddings  # noqa: E402
@@ -121,13 +124,19 @@ def repetition(layers: dict, r: int, clips: int, nulls: int, seed: int) -> list[
              for i, rnd in enumerate(randoms)]
     tasks += [(rnd, randoms[(i + 1) % r], "null", i) for i, rnd in enumerate(randoms)]
     records = []
-    for index, (layer, mats) in enumerate(layers.items()):
-        space = mats["space"]
+    for layer, mats in layers.items():
+        gram = mats["gram"]
+        mix = np.zeros((len(gram), len(tasks)))
         coefs = []
         for number, (concept, against, kind, replicate) in enumerate(tasks):
-            fit = fit_cav(space, sets[concept], sets[against], "sgd", seed=int(rng.integers(2 ** 31)))
+            # The space of this CAV's own rows: the same boundary as in the span of every set
+            # (an L2 linear classifier is rotation-invariant), at the cost of 2x15 dimensions.
+            rows = np.concatenate([sets[concept], sets[against]])
+            space = ActivationSpace.from_gram(gram[np.ix_(rows, rows)])
+            n = len(sets[concept])
+            fit = fit_cav(space, np.arange(n), np.arange(n, len(rows)), "sgd", seed=int(rng.integers(2 ** 31)))
+            mix[rows, number] = space.mix(fit.coef)[:, 0]
             coefs.append((fit.coef, fit.accuracy))
-        mix = space.mix(np.stack([c for c, _ in coefs])).astype(np.float64)      # N x k
         norms = np.sqrt(np.einsum("nk,nm,mk->k", mix, mats["gram"], mix))
         derivatives = mats["cross"] @ mix / norms                                # inputs x k
         sign, magnitude = tcav_scores(derivatives)
@@ -160,9 +169,13 @@ def main() -> None:
     started, cpu0 = time.perf_counter(), time.process_time()
     acts, grads = build_pools(args.work, args.pool, args.concept_pool, args.world_seed)
     built = time.perf_counter()
-    layers = products(acts, grads)
-    for mats in layers.values():
-        mats["space"] = ActivationSpace.from_gram(mats["gram"])
+    cache = args.work / "products.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        layers = {l: {k: saved[f"{l}/{k}"] for k in ("gram", "cross", "pool", "concept")} for l in LAYERS}
+    else:
+        layers = products(acts, grads)
+        np.savez(cache, **{f"{l}/{k}": v for l, mats in layers.items() for k, v in mats.items()})
     # counts[(test, family, r)] -> [null significant, null tested, reps with any null significant,
     #                               raw null p < alpha, {layer: concept significant}]
     fp, fw, raw, power, nulls_tested = (defaultdict(int) for _ in range(5))
