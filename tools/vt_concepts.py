@@ -13,6 +13,7 @@ import typer
 
 from vtcav_common import cli, clipsets
 from vtcav_common import options as opt
+from vtcav_common import shard as sharding
 from vtcav_common.clipsets import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, DetectionFilter, LabelFilter, PlanStats,
                                    RandomDraw, VideoCatalog, limit, load_tracks, parse_size, plan_random,
@@ -201,6 +202,7 @@ def spatial(
     name: Optional[str] = typer.Option(None, "--name", help="The set's name (default e.g. ball_right_spatial)."),
     append: bool = _append(),
     replace: bool = _replace(),
+    shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
     version: bool = cli.version_option(),
 ) -> None:
@@ -213,8 +215,11 @@ def spatial(
     clipsets.check_set_name(name)
     plans, stats = plan_spatial(options.tracks(), name, options.sampling, per_track, min_track)
     plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
+    plans, part = sharding.shard_plans(plans, sharding.parse_shard(shard), append)
     provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
                                     max_clips=max_clips, context=context, geometry="static")
+    if part is not None:   # this shard's block of clips (vtcav_common.shard); vt-merge joins the blocks
+        provenance["shard"] = part
     _write_concept(out, options, plans, stats, name, "spatial", "static",
                    f"static crops of {options.describe()}", provenance, append, replace, context)
 
@@ -260,6 +265,7 @@ def spatiotemporal(
                                        help="The set's name (default e.g. ball_right_spatiotemporal)."),
     append: bool = _append(),
     replace: bool = _replace(),
+    shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
     version: bool = cli.version_option(),
 ) -> None:
@@ -279,8 +285,11 @@ def spatiotemporal(
                          f"track ids, and spatiotemporal clips follow tracks (run vt-detect with a tracker)")
     plans, stats = plan_spatiotemporal(tracks, name, options.sampling, geometry, per_track, min_track)
     plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
+    plans, part = sharding.shard_plans(plans, sharding.parse_shard(shard), append)
     provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
                                     max_clips=max_clips, context=context, geometry=geometry)
+    if part is not None:   # this shard's block of clips (vtcav_common.shard); vt-merge joins the blocks
+        provenance["shard"] = part
     _write_concept(out, options, plans, stats, name, "spatiotemporal", geometry,
                    f"{options.describe()} along its track ({geometry} geometry)", provenance,
                    append, replace, context)
@@ -311,6 +320,7 @@ def random(
                                   "--prefix and --seed than the random sets)."),
     append: bool = _append(),
     replace: bool = _replace(),
+    shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
     version: bool = cli.version_option(),
 ) -> None:
@@ -334,10 +344,13 @@ def random(
         clipsets.check_set_name(set_name)
     draw = RandomDraw(sets, per_set, min_window)
     plans = plan_random(entries, names, sampling, draw, np.random.default_rng(seed))
+    plans, part = sharding.shard_plans(plans, sharding.parse_shard(shard), append)
     pool_labels = sorted({e.label for e in entries if e.label is not None})
     run = {"command": "random", "videos": videos, "seed": seed, "labels": sorted(label_filter.labels),
            "exclude_labels": sorted(label_filter.exclude), "split": split, "sets": sets,
            "clips_per_set": per_set, "min_window": min_window, "role": role}
+    if part is not None:   # this shard's block of each set (vtcav_common.shard); vt-merge joins the blocks
+        run["shard"] = part
     source = (f"videos labelled {', '.join(pool_labels)}" if pool_labels else f"videos in {videos}")
     with ClipSetWriter(out, sampling, TOOL, run, append=append, replace=replace) as writer:
         targets = {set_name: writer.add_set(set_name, kind="random", role=role, classes=[],

@@ -174,3 +174,28 @@ def shard_input_sets(input_sets: list, shard: Shard | None, batch_size: int = 1)
     cut = [replace(s, n=len(shard.rows(s.n, batch_size)), batches=partial(s.batches, rows=shard.rows(s.n, batch_size)))
            for s in input_sets]
     return cut, identity
+
+
+def shard_plans(plans: list, shard: Shard | None, append: bool = False) -> tuple[list, dict | None]:
+    """vt-concepts' clip plans cut to this shard: a block of each set's clips, by clip index.
+
+    The plans are all made first (cheap: no video is decoded), so every shard draws the same
+    clips as the unsharded run; a shard then decodes only its block. The order is the one
+    the unsharded run writes (videos in order of first appearance), so the shards concatenate
+    to it.
+    """
+    if shard is None:
+        return plans, None
+    if append:
+        raise UsageError("--shard writes a file of its own: join the shards with vt-merge, then add sets to it "
+                         "(vt-concepts merge)")
+    from .concepts import by_video
+
+    ordered = [plan for _, group in by_video(plans) for plan in group]
+    per_set: dict[str, list] = {}
+    for plan in ordered:
+        per_set.setdefault(plan.set_name, []).append(plan)
+    keep = {id(plan) for members in per_set.values() for plan in shard.take(members)}
+    identity = shard.identity({name: len(members) for name, members in per_set.items()})
+    identity["by"] = "clip index in each set"
+    return [plan for plan in ordered if id(plan) in keep], identity

@@ -73,8 +73,8 @@ def merge_hdf5(shards, out: str, row_group: str | None, copy: bool = False) -> i
                 dst.attrs[key] = value
             dst.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
             _copy_tree(files[0], dst, files, shards, rows, out_dir, copy)
-        first_rows = next(iter(rows), None)
-        return sum(f[first_rows].shape[0] for f in files) if first_rows else 0
+        one_per_group = {group: path for path, group in reversed(list(rows.items()))}.values()
+        return sum(f[path].shape[0] for f in files for path in one_per_group)
     finally:
         for handle in files:
             handle.close()
