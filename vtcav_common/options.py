@@ -120,6 +120,13 @@ def columns(default: int, help: str = "Frames shown per clip (columns).") -> Any
     return _option(default, "--columns", hidden_aliases=("--frames",), min=1, help=help)
 
 
+def target(default: Any = None, help: str = "The class (name or index) whose logit is explained.",
+           hidden_aliases: tuple[str, ...] = ()) -> Any:
+    """The class a command is about: ``--target`` everywhere (``--label`` filters videos)."""
+    return _option(default, "--target", "-t", hidden_aliases=hidden_aliases, help=help,
+                   show_default=default not in (None, ...))
+
+
 # --------------------------------------------------------------------------- filters
 def labels(help: str = "Only videos with this label (repeatable).") -> Any:
     return typer.Option([], "--label", help=help)
