@@ -1,27 +1,28 @@
-"""The same TCAV job with vtcav and with captum, against the model's own floor.
+"""The same TCAV job with the vtcav commands and with captum, against the model's own floor.
 
-    .venv/bin/python bench/bench_tcav.py [--clips 40] [--inputs 50] [--random-sets 10]
+    .venv/bin/python bench/bench_tcav.py [--clips 40] [--inputs 50] [--random-sets 10] [--repeats 3]
+                                         [--base DIR] [--skip-captum]
 
 Job: the project's classifier, 3 layers, 2 concepts (the ball moving right / left),
 R random sets plus the random-vs-random null, ``--inputs`` inputs of class "right".
-Each run happens in a fresh child process (so its peak memory is its own):
+Everything is timed as what a user runs, each a separate process, start-up included:
 
-- floor:  the model's pure forward over every clip + forward/backward over the inputs;
-- vtcav:  vt-embed (activations; gradients) -> vt-cav -> vt-score, the commands' own code
-          called in-process, writing the same HDF5 files the commands write;
-- captum: ``captum.concept.TCAV.interpret`` over the same experimental sets.
+- floor:  one process that imports torch, loads the model, reads the same clips and videos
+          and runs the forward pass over every clip and forward/backward over the inputs;
+- chain:  the commands vt-embed (activations), vt-embed (gradients), vt-cav, vt-score and
+          vt-stats, one process each, writing and reading the files a user would;
+- captum: one process running ``captum.concept.TCAV.interpret`` over the same sets.
 
-Prints the times, the ratio, vtcav's peak memory, and the agreement of the two TCAV
-scores and of vtcav's SGD CAVs with the mean-difference CAV (FastCAV).
+Each is repeated ``--repeats`` times (median and spread). ``--base DIR`` also times the chain
+with the code of DIR (a git worktree of an earlier commit) for a before/after table. Also
+prints the agreement of the two tools' TCAV scores and of vtcav's SGD CAVs with FastCAV.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,18 +56,6 @@ def prepare(work: Path, clips: int, inputs: int, random_sets: int) -> tuple[Path
     run(tool("vt-concepts"), "random", *common, "--exclude-label", "right", "--sets", random_sets,
         "--clips-per-set", clips, "-o", concepts, "--append")
     return labels, concepts
-
-
-def _in_child(fn, *args):
-    """Run ``fn`` in a fresh process; return (its result, its peak RSS in MB)."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(_measured, (fn, *args))
-
-
-def _measured(fn, *args):
-    result = fn(*args)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _load():
@@ -107,26 +96,43 @@ def floor_job(labels: Path, concepts: Path) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def vtcav_job(labels: Path, concepts: Path, work: Path) -> dict:
-    from tools.vt_cav import cav
-    from tools.vt_score import score
-    from vtcav_common import cli
-    from vtcav_common.embed import clipset_inputs, embed, manifest_inputs
+def chain(labels: Path, concepts: Path, work: Path, pythonpath: str | None = None) -> dict:
+    """The commands as a user runs them; each step's wall time, start-up included."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("BENCH_THREADS", "2"))
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    model = ["--model", MODEL, "--weights", str(WEIGHTS), "--layers", ",".join(LAYERS), "--seed", "0",
+             "--batch-size", "16", "-q"]
+    steps = {
+        "embed": [tool("vt-embed"), *model, str(concepts), "-o", str(work / "acts.h5")],
+        "embed-grads": [tool("vt-embed"), *model, str(labels), "--label", "right", "--split", "test",
+                        "--target", "right", "-o", str(work / "grads.h5")],
+        "cav": [tool("vt-cav"), str(work / "acts.h5"), "-o", str(work / "cavs.h5"), "--seed", "0", "-q"],
+        "score": [tool("vt-score"), str(work / "cavs.h5"), str(work / "grads.h5"), "-o", str(work / "scores.jsonl"),
+                  "-q"],
+        "stats": [tool("vt-stats"), str(work / "scores.jsonl"), "-o", str(work / "stats.jsonl"), "-q"],
+    }
+    times = {}
+    for name, command in steps.items():
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        times[name] = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"{name} failed: {result.stderr[-2000:]}")
+    times["seconds"] = sum(times.values())
+    return times
 
-    cli.set_quiet(True)
-    loaded = _load()
+
+def _process(job: str, labels: Path, concepts: Path, work: Path) -> dict:
+    """``job`` in a fresh process: its wall time from start to exit, and what it reports."""
     start = time.perf_counter()
-    embed(loaded, LAYERS, clipset_inputs(str(concepts), []), work / "acts.h5", batch_size=16)
-    embed(loaded, LAYERS, manifest_inputs(str(labels), loaded.input_spec.frames, ["right"], "test"),
-          work / "grads.h5", target="right", batch_size=16)
-    t_embed = time.perf_counter() - start
-    cav(embeddings=[work / "acts.h5"], output=work / "cavs.h5", layers="", concepts=[], classifier="sgd",
-        relative=[], relative_resamples=0, agreement=False, seed=0, quiet=True, version=False)
-    t_cav = time.perf_counter() - start - t_embed
-    score(cavs=work / "cavs.h5", gradients=work / "grads.h5", output=str(work / "scores.jsonl"), set_name="",
-          permute_gradients=False, seed=0, quiet=True, version=False)
-    total = time.perf_counter() - start
-    return {"seconds": total, "embed": t_embed, "cav": t_cav, "score": total - t_embed - t_cav}
+    result = subprocess.run([sys.executable, __file__, "--job", job, "--labels", str(labels), "--concepts",
+                             str(concepts), "--work", str(work)], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{job} failed: {result.stderr[-2000:]}")
+    return {"process": wall, **json.loads(result.stdout.strip().splitlines()[-1])}
 
 
 def captum_job(labels: Path, concepts: Path, work: Path) -> dict:
@@ -177,13 +183,28 @@ def agreement(work: Path, captum_scores: dict) -> dict:
             "fastcav_cosine_null": float(cosines[kinds == "null"].mean())}
 
 
+def _spread(values: list[float]) -> str:
+    return f"{np.median(values):7.2f} s  [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=40, help="clips per concept and random set")
     parser.add_argument("--inputs", type=int, default=50, help="inputs of the target class")
     parser.add_argument("--random-sets", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--base", default="", help="also time the chain with the code of this worktree")
     parser.add_argument("--skip-captum", action="store_true")
+    parser.add_argument("--job", choices=["floor", "captum"], help=argparse.SUPPRESS)
+    parser.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--concepts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.job:   # a child process: one job, its result as JSON on the last line
+        result = floor_job(args.labels, args.concepts) if args.job == "floor" else \
+            captum_job(args.labels, args.concepts, args.work)
+        print(json.dumps(result))
+        return
     os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -192,19 +213,34 @@ def main() -> None:
         cavs = len(LAYERS) * (2 * args.random_sets + args.random_sets)
         print(f"job: {len(LAYERS)} layers, 2 concepts x {args.random_sets} random sets + {args.random_sets} null "
               f"= {cavs} CAVs, {n_clips} clips, {args.inputs} inputs; torch threads "
-              f"{os.environ.get('BENCH_THREADS', '2')}")
-        floor, _ = _in_child(floor_job, labels, concepts)
-        ours, ours_rss = _in_child(vtcav_job, labels, concepts, work)
-        print(f"floor (model forward + backward only): {floor['seconds']:.2f} s")
-        print(f"vtcav:  {ours['seconds']:.2f} s  (embed {ours['embed']:.2f}, cav {ours['cav']:.2f}, "
-              f"score {ours['score']:.2f})  = {ours['seconds'] / floor['seconds']:.2f} x floor; "
-              f"peak RSS {ours_rss:.0f} MB")
+              f"{os.environ.get('BENCH_THREADS', '2')}; {args.repeats} repeats (median [min-max]); "
+              f"machine load {os.getloadavg()[0]:.1f} at start (shared machine: times are indicative)")
+        runs: dict[str, list[dict]] = {"floor": [], "chain": [], "before": [], "captum": []}
+        for _ in range(args.repeats):
+            runs["floor"].append(_process("floor", labels, concepts, work))
+            runs["chain"].append(chain(labels, concepts, work))
+            if args.base:
+                (work / "before").mkdir(exist_ok=True)
+                runs["before"].append(chain(labels, concepts, work / "before", args.base))
+        floor = float(np.median([r["process"] for r in runs["floor"]]))
+        compute = float(np.median([r["seconds"] for r in runs["floor"]]))
+        print(f"floor process  : {_spread([r['process'] for r in runs['floor']])}  (torch import, model, data; "
+              f"of which forward/backward {compute:.2f} s)")
+        for label, key in (("chain (after)", "chain"), ("chain (before)", "before")):
+            if runs[key]:
+                total = [r["seconds"] for r in runs[key]]
+                steps = ", ".join(f"{k} {np.median([r[k] for r in runs[key]]):.2f}"
+                                  for k in runs[key][0] if k != "seconds")
+                print(f"{label:15s}: {_spread(total)}  = {np.median(total) / floor:.2f} x floor  ({steps})")
         if not args.skip_captum:
-            theirs, theirs_rss = _in_child(captum_job, labels, concepts, work)
-            print(f"captum: {theirs['seconds']:.2f} s  = {theirs['seconds'] / floor['seconds']:.2f} x floor; "
-                  f"peak RSS {theirs_rss:.0f} MB")
-            print(f"speed-up vtcav vs captum: {theirs['seconds'] / ours['seconds']:.1f} x")
-            agree = agreement(work, theirs["scores"])
+            for _ in range(args.repeats):
+                runs["captum"].append(_process("captum", labels, concepts, work))
+            theirs = [r["process"] for r in runs["captum"]]
+            ours = float(np.median([r["seconds"] for r in runs["chain"]]))
+            print(f"captum process : {_spread(theirs)}  = {np.median(theirs) / floor:.2f} x floor  "
+                  f"(interpret {np.median([r['seconds'] for r in runs['captum']]):.2f} s)")
+            print(f"speed-up of the vtcav chain over captum: {np.median(theirs) / ours:.1f} x")
+            agree = agreement(work, runs["captum"][-1]["scores"])
             print(f"TCAV score agreement over {agree['pairs']} (concept, random, layer): mean |diff| "
                   f"{agree['mean_abs_score_diff']:.3f}, max {agree['max_abs_score_diff']:.3f} (each trains its own CAV)")
             print(f"SGD CAV vs mean-difference CAV (FastCAV): mean cosine {agree['fastcav_cosine_concept']:.3f} "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from vtcav_common import cav as cav_module
+from vtcav_common import classifiers as cav_module
 from vtcav_common.cav import ActivationSpace, classifier_help, fit_cav, finalize, register_classifier
 from vtcav_common.cavs_file import CAVFile, CAVWriter
 from vtcav_common.embeddings import Embeddings, EmbeddingsWriter, column_slabs, h5_name

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from vtcav_common import cli, options, selection
-from vtcav_common.cav import check_classifier, classifier_help
+from vtcav_common.classifiers import check_classifier, classifier_help
 
 app = cli.make_app(
     "vt-cav",

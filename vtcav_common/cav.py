@@ -15,8 +15,8 @@ eigendecomposition of the Gram matrix ``X X^T`` per layer, which can be accumula
 block by block (:mod:`vtcav_common.tcav` streams it from HDF5), and mapping back is one
 product ``X^T (U S^-1 c)``, streamed the same way.
 
-Classifiers are a registry (:data:`CLASSIFIERS`): a new one is one function here,
-decorated with :func:`register_classifier`; help texts and validation come from the list.
+Classifiers are a registry (:mod:`vtcav_common.classifiers`): a new one is one function
+there, decorated with ``register_classifier``; help texts and validation come from the list.
 
 Example:
     >>> import numpy as np
@@ -32,72 +32,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
+from .classifiers import CLASSIFIERS, check_classifier, classifier_help, register_classifier  # noqa: F401
 
 TEST_FRACTION = 1 / 3
-
-
-# --------------------------------------------------------------------------- the classifier registry
-@dataclass(frozen=True)
-class Classifier:
-    name: str
-    help: str
-    # fit(x, label, seed) -> (coefficient toward label 1, predict(x) -> 0/1 labels)
-    fit: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
-
-
-CLASSIFIERS: dict[str, Classifier] = {}
-
-
-def register_classifier(name: str, help: str):
-    """Decorator: add a CAV classifier under ``name`` (its ``help`` goes into ``--help``)."""
-    def register(function):
-        CLASSIFIERS[name] = Classifier(name, help, function)
-        return function
-    return register
-
-
-def classifier_help() -> str:
-    return "; ".join(f"{c.name}: {c.help}" for c in CLASSIFIERS.values()) + "."
-
-
-def check_classifier(name: str) -> Classifier:
-    if name not in CLASSIFIERS:
-        raise UsageError(f"unknown classifier '{name}'; choose from {', '.join(CLASSIFIERS)}")
-    return CLASSIFIERS[name]
-
-
-def _sklearn_direction(model):
-    """The coefficient of a fitted binary scikit-learn linear model, pointing toward label 1."""
-    coef = model.coef_[0] if model.classes_[1] == 1 else -model.coef_[0]
-    return coef, model.predict
-
-
-@register_classifier("sgd", "SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), the TCAV reference")
-def _sgd(x: np.ndarray, label: np.ndarray, seed: int):
-    from sklearn.linear_model import SGDClassifier
-
-    return _sklearn_direction(SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed).fit(x, label))
-
-
-@register_classifier("logistic", "L2 logistic regression")
-def _logistic(x: np.ndarray, label: np.ndarray, seed: int):
-    from sklearn.linear_model import LogisticRegression
-
-    return _sklearn_direction(LogisticRegression(C=1.0, max_iter=2000).fit(x, label))
-
-
-@register_classifier("mean", "mean difference of the two sets (FastCAV), no fitting")
-def _mean_difference(x: np.ndarray, label: np.ndarray, seed: int):
-    """The direction from the random mean to the concept mean, threshold midway."""
-    mean_pos, mean_neg = x[label == 1].mean(0), x[label == 0].mean(0)
-    direction = mean_pos - mean_neg
-    threshold = float(direction @ (mean_pos + mean_neg) / 2)
-    return direction, lambda rows: (rows @ direction > threshold).astype(int)
 
 
 # --------------------------------------------------------------------------- the activation space

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from .. import cli, clipsets, h5io
-from ..cav import check_classifier
+from ..classifiers import check_classifier
 from ..clipsets import ClipSetWriter
 from ..embed import clipset_inputs, embed, manifest_inputs
 from ..errors import IncompatibleError, UsageError, VtcavError
