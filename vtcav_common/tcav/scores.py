@@ -14,7 +14,7 @@ from ..embeddings import Embeddings, require_same_model
 from ..errors import IncompatibleError, UsageError, VtcavError
 from ..scoring import ConstancyCheck, directional_derivatives, permute_features, tcav_scores
 
-GRADIENT_BATCH = 256
+BATCH_BYTES = 64 << 20      # gradient rows read at a time: about 64 MB, whatever the layer's width
 
 
 @dataclass
@@ -112,7 +112,8 @@ def _inputs_set(grads: Embeddings, set_name: str) -> str:
 def _finite(grads: Embeddings, name: str, layer: str, skip: bool, warn: Callable[[str], None]):
     """The gradient batches, refusing (or, with ``skip``, dropping and counting) non-finite inputs."""
     start, skipped = 0, 0
-    for batch in grads.iter_flat(name, layer, "grads", GRADIENT_BATCH):
+    rows = max(1, min(256, BATCH_BYTES // (4 * grads.feature_size(layer))))
+    for batch in grads.iter_flat(name, layer, "grads", rows):
         finite = np.isfinite(batch).all(axis=1)
         if not finite.all():
             if not skip:
