@@ -119,14 +119,18 @@ def plan_random(entries: list[VideoEntry], names: list[str], sampling: Sampling,
     window of random side (``min_fraction``-100% of the shorter frame side) and position.
     """
     span = (sampling.frames - 1) * sampling.frame_stride + 1
-    usable = []
+    usable, longest = [], None
     for entry in entries:
         info = video.probe(entry.path)
         if info.frames >= span:
             usable.append((entry, info))
+        if longest is None or info.frames > longest.frames:
+            longest = info
     if not usable:
-        raise VtcavError(f"no video has the {span} frames a clip spans "
-                         f"({sampling.frames} frames, stride {sampling.frame_stride})")
+        where = f"{longest.path}: the longest video has {longest.frames} frame(s), and " if longest else ""
+        raise VtcavError(f"{where}no video has the {span} frames a clip spans "
+                         f"({sampling.frames} frames, stride {sampling.frame_stride}; lower --frames "
+                         f"or --frame-stride)")
     plans, used = [], set()
     offsets = np.arange(sampling.frames) * sampling.frame_stride
     for name in names:
