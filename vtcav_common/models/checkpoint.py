@@ -151,8 +151,8 @@ def read_sidecar(weights: Path | None) -> dict:
         return {}
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise VtcavError(f"{sidecar}: unreadable sidecar JSON ({err})") from None
+    except (OSError, ValueError) as err:   # ValueError: JSONDecodeError and UnicodeDecodeError
+        raise VtcavError(f"{sidecar}: unreadable sidecar JSON ({str(err).splitlines()[0][:200]})") from None
     if not isinstance(record, dict):
         raise VtcavError(f"{sidecar}: sidecar must be a JSON object")
     return record
@@ -163,7 +163,12 @@ def read_class_names(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such class names file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
+        raise VtcavError(f"{path}: cannot read the class names ({reason})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise VtcavError(f"{path}: class names file is empty")
     return names
