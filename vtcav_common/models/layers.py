@@ -221,19 +221,42 @@ def model_device(module: nn.Module) -> torch.device:
 
 
 def describe_layers(loaded: LoadedModel) -> dict[str, LayerInfo]:
-    """Every named module with its output shape, channel axis and call count (one dummy forward)."""
+    """Every named module with its output shape, channel axis and call count (one dummy forward).
+
+    The forward runs on the ``meta`` device first (shapes without arithmetic: a Video Swin
+    at 32 x 224 x 224 costs a fraction of a second instead of a real forward pass); a model
+    that cannot run there (data-dependent control flow, TorchScript) gets a real forward.
+    """
     layouts = dict(loaded.provenance.get("activation_layouts") or {})
-    with _Tracer(loaded.module, layouts) as tracer, torch.no_grad():
+    if not isinstance(loaded.module, torch.jit.ScriptModule) and not hasattr(loaded.module, "script"):
         try:
-            loaded.module(dummy_input(loaded))
+            return _trace(loaded, layouts, on_meta=True)
+        except Exception:  # noqa: BLE001  (any failure on meta: the real forward below says what is wrong)
+            pass
+    return _trace(loaded, layouts, on_meta=False)
+
+
+def _trace(loaded: LoadedModel, layouts: dict[str, str], on_meta: bool) -> dict[str, LayerInfo]:
+    from torch.func import functional_call
+
+    module = loaded.module
+    with _Tracer(module, layouts) as tracer, torch.no_grad():
+        try:
+            if on_meta:   # the module's own hooks fire; its parameters are swapped for meta stand-ins
+                stand_ins = {name: torch.empty_like(t, device="meta")
+                             for name, t in [*module.named_parameters(), *module.named_buffers()]}
+                functional_call(module, stand_ins, (dummy_input(loaded, device="meta"),), strict=False)
+            else:
+                module(dummy_input(loaded))
         except (RuntimeError, ValueError, AssertionError) as err:
+            if on_meta:
+                raise
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             spec = loaded.input_spec
             raise VtcavError(f"model {loaded.provenance.get('arch', '?')} fails on a {spec.frames}x"
                              f"{spec.size[0]}x{spec.size[1]} clip ({first[:200]}); check --frames/--size") from None
     return {name: LayerInfo(name, getattr(m, "vtcav_type", type(m).__name__), tracer.shapes.get(name),
-                            tracer.axes.get(name),
-                            tracer.calls[name])
+                            tracer.axes.get(name), tracer.calls[name])
             for name, m in tracer.modules.items()}
 
 
