@@ -172,3 +172,38 @@ def test_vt_merge_imports_no_torch(embedded, tmp_path):
                              *(str(embedded / f"part{k}.h5") for k in range(3))], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
     assert (tmp_path / "m.h5").exists()
+
+
+# --------------------------------------------------------------------------- the other sharded commands
+def _same_file(whole: Path, merged: Path) -> None:
+    a, a_prov = _arrays(whole)
+    b, b_prov = _arrays(merged)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
+    assert b_prov.pop("merged_from")["count"] >= 2
+    assert a_prov == b_prov
+    with h5py.File(whole, "r") as x, h5py.File(merged, "r") as y:   # a set's own provenance too
+        for group in x.get("concepts", {}):
+            assert dict(x["concepts"][group].attrs) == dict(y["concepts"][group].attrs)
+
+
+COMMANDS = {
+    "concepts-random": ["vt-concepts", "random", "--videos", "{world}/labels.jsonl", "--sets", "2",
+                        "--clips-per-set", "5", "--frames", "8", "--size", "32", "--seed", "3"],
+    "ace-supervoxels": ["vt-ace", "supervoxels", "{world}/labels.jsonl", "--label", "right", "--resolutions", "4,8",
+                        "--frames", "8", "--size", "32"],
+    "explain": ["vt-explain", "{world}/labels.jsonl", "--split", "train", "--label", "up", "--label", "down",
+                *TINY, "--layer", "block1", "--selective", "1"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_sharded_command_merges_to_its_unsharded_file(command, world, tmp_path):
+    args = [a.format(world=world) for a in COMMANDS[command]]
+    whole = run_cli(*args, "-q", "-o", tmp_path / "whole.h5", check=True)
+    parts = [run_cli(*args, "-q", "--shard", f"{k}/2", "-o", tmp_path / f"p{k}.h5", check=True) for k in range(2)]
+    if command == "explain":    # the records on stdout: the shards' records, concatenated
+        assert parts[0].stdout + parts[1].stdout == whole.stdout
+    run_cli("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "p1.h5", tmp_path / "p0.h5", check=True)
+    _same_file(tmp_path / "whole.h5", tmp_path / "merged.h5")
