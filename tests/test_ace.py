@@ -292,3 +292,10 @@ def test_bad_inputs_get_one_line_errors(pipeline, tmp_path):
     result = ace("faithfulness", pipeline["concepts"], bad_ranking, "--videos", labels, *model_args())
     assert_one_line_error(result, "ace_99", "not in the concept file")
     assert not list(tmp_path.glob("*.h5"))
+
+
+def test_discover_prints_corrected_p_and_direction(pipeline):
+    """The ranking on stderr names the corrected p as such and says which side of the null each concept is."""
+    lines = [line for line in pipeline["discover_log"].splitlines() if "TCAV" in line and "members" in line]
+    assert lines and all("-corrected p " in line and " p " in line for line in lines)
+    assert all(("above" in line) != ("below" in line) for line in lines)
