@@ -33,9 +33,12 @@ def _row_datasets(handle: h5py.File, row_group: str | None) -> dict[str, str]:
     return found
 
 
-def _check_layout(shards, files, rows: dict[str, str]) -> None:
+def _check_layout(shards, files, rows: dict[str, str], row_group: str | None) -> None:
     first = files[0]
     for shard, handle in zip(shards[1:], files[1:]):
+        extra = sorted(set(_row_datasets(handle, row_group)) - set(rows))
+        if extra:
+            raise IncompatibleError(f"{shard.path}: has {extra[0]}, which {shards[0].path} lacks")
         for path in rows:
             if path not in handle:
                 raise IncompatibleError(f"{shard.path}: lacks {path}, which {shards[0].path} has")
@@ -56,13 +59,13 @@ def _check_layout(shards, files, rows: dict[str, str]) -> None:
 
 
 def merge_hdf5(shards, out: str, row_group: str | None, copy: bool = False) -> int:
-    """Write the merged HDF5 file atomically; returns the number of rows joined (first group)."""
+    """Write the merged HDF5 file atomically; returns the number of rows joined (all groups)."""
     from . import merged_provenance
 
     files = [h5py.File(s.path, "r") for s in shards]
     try:
         rows = _row_datasets(files[0], row_group)
-        _check_layout(shards, files, rows)
+        _check_layout(shards, files, rows, row_group)
         out_path = Path(out)
         out_dir = out_path.resolve().parent
         provenance = merged_provenance(shards)
@@ -85,7 +88,7 @@ class _atomic_h5:
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.parent / f".{path.name}.merge.tmp.h5"
+        self.tmp = path.parent / f".{path.name}.vtcav-{os.getpid()}.tmp.h5"
 
     def __enter__(self) -> h5py.File:
         self.handle = h5py.File(self.tmp, "w", track_order=True)
