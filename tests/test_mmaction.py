@@ -120,6 +120,8 @@ def test_layer_names_are_mmactions(swin_checkpoint):
     assert {"backbone.patch_embed", "backbone.layers.0.blocks.1", "backbone.layers.2.blocks.5",
             "backbone.layers.2.downsample", "backbone.norm3", "cls_head.fc_cls"} <= names
     assert not any(n.startswith("data_preprocessor") for n in names)
+    # Explained by default: each stage's output before its patch merging.
+    assert model.usual_layers == [f"backbone.layers.{i}" for i in range(4)]
     state_keys = set(model.module.state_dict())
     assert set(torch.load(swin_checkpoint[0], weights_only=True)["state_dict"]) == state_keys
 

@@ -198,9 +198,13 @@ def load(request: common.LoadRequest) -> LoadedModel:
 
 
 def swin_stage_outputs(module: nn.Module) -> list[str]:
-    """The last block of each Swin stage (``backbone.layers.I`` itself ends with patch merging),
-    the same points as torchvision's ``features.0/2/4/6``: what is explained by default."""
-    return [f"backbone.layers.{i}.blocks.{len(layer.blocks) - 1}" for i, layer in enumerate(module.backbone.layers)]
+    """Each Swin stage's output before its patch merging, the same points as torchvision's
+    ``features.0/2/4/6``: what is explained by default. That is ``backbone.layers.I`` unless
+    the backbone merges inside the stage (``out_after_downsample``): then its last block."""
+    backbone = module.backbone
+    if not getattr(backbone, "out_after_downsample", False):
+        return [f"backbone.layers.{i}" for i in range(len(backbone.layers))]
+    return [f"backbone.layers.{i}.blocks.{len(layer.blocks) - 1}" for i, layer in enumerate(backbone.layers)]
 
 
 def load_mmaction(config: str, checkpoint: str | None, *, class_names=None, trust_checkpoint: bool = False,
