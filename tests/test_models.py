@@ -340,3 +340,22 @@ def test_usual_layers_declared_by_the_source_or_guessed():
     assert usual_layers(load_model(TINY, str(WEIGHTS / "classifier.pt"))) == ["block1", "block2", "block3"]
     # No declaration: the top-level modules whose output is still a T x H x W grid.
     assert usual_layers(load_model("test_models:channels_last_toy", None)) == ["embed", "mix", "odd/name"]
+
+
+def test_commands_and_torchscript_models_import_only_what_they_need(tmp_path):
+    """--help/--version answer without torch; a TorchScript model loads without torchvision."""
+    import subprocess
+    import sys
+
+    tools = ", ".join(f"tools.vt_{name}" for name in ("embed", "explain", "detect", "ace", "concepts", "synth"))
+    heavy = "('torch', 'torchvision', 'ultralytics')"
+    code = f"import sys, {tools}; print([m for m in {heavy} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=WEIGHTS.parent)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr + result.stdout
+    scripted = tmp_path / "tiny.ts"
+    torch.jit.save(torch.jit.script(motion_c3d().eval()), str(scripted))
+    (tmp_path / "tiny.json").write_text(json.dumps({"input": {"frames": 16, "size": 64}}))
+    code = (f"import sys; from vtcav_common.models import load_model; load_model(None, {str(scripted)!r}); "
+            f"print('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=WEIGHTS.parent)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
