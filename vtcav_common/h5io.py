@@ -49,7 +49,7 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
             handle.attrs["run_id"] = make_run_id(kind, tool, handle.attrs["provenance"])
             yield handle
             handle.flush()
-        except OSError as err:
+        except (OSError, RuntimeError) as err:   # h5py raises RuntimeError when a flush fails
             _close_quietly(handle)
             if _is_write_failure(err, tmp):
                 raise write_error(path, _reason(err)) from None
@@ -59,7 +59,7 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
             raise
         try:
             handle.close()
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
             raise write_error(path, _reason(err)) from None
 
 
@@ -69,20 +69,21 @@ def _close_quietly(handle: h5py.File) -> None:
         handle.close()
 
 
-def _is_write_failure(err: OSError, tmp: Path) -> bool:
+def _is_write_failure(err: Exception, tmp: Path) -> bool:
     text = str(err)
-    return (err.errno in WRITE_ERRNOS or "write failed" in text or "Can't write" in text
-            or str(tmp) in text or "unable to flush" in text.lower())
+    return (getattr(err, "errno", None) in WRITE_ERRNOS or "write failed" in text or "Can't write" in text
+            or tmp.name in text or "unable to flush" in text.lower())
 
 
-def _reason(err: OSError) -> OSError:
+def _reason(err: Exception) -> OSError:
     """h5py hides errno in its text: ``... errno = 27, error message = 'File too large' ...``."""
     match = re.search(r"error message = '([^']+)'", str(err))
     # HDF5's state after a failed write can crash the interpreter's final clean-up.
     request_hard_exit()
+    errno_ = getattr(err, "errno", None)
     if match:
-        return OSError(err.errno, match.group(1))
-    return err
+        return OSError(errno_, match.group(1))
+    return err if isinstance(err, OSError) else OSError(errno_, str(err).splitlines()[0])
 
 
 def make_run_id(kind: str, tool: str, provenance_json: str) -> str:

@@ -12,6 +12,7 @@ Everything is a function of ``(seed, video index)``, so worlds are reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,14 +157,38 @@ def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40
     in for a detector's output), plus a ``moving`` flag.
     """
     out = Path(out_dir)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
     plan = [v for v in world_videos(seed, train_per_class, "train") if v[2] in classes]
     plan += [v for v in world_videos(seed, test_per_class, "test", offset=10_000) if v[2] in classes]
+    made: list[Path] = []   # what this run created: removed again if it fails (no half world)
+    try:
+        _write_world(out, seed, plan, spec, made)
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        raise
+    world = {"seed": seed, "classes": list(classes), "object_kinds": list(OBJECT_KINDS),
+             "mover": MOVER, "spec": asdict(spec), "train_per_class": train_per_class,
+             "test_per_class": test_per_class,
+             "known_answer": "the class is the direction of the ball's motion; appearance and the "
+                             "static distractors carry no information about the class"}
+    with atomic_path(out / "world.json") as tmp:
+        tmp.write_text(json.dumps(world, indent=2) + "\n")
+    return world
+
+
+def _write_world(out: Path, seed: int, plan: list, spec: WorldSpec, made: list[Path]) -> None:
+    for folder in (out, out / "videos"):
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            made.append(folder)
     with atomic_path(out / "labels.jsonl") as labels_tmp, atomic_path(out / "gt.jsonl") as gt_tmp, \
             open(labels_tmp, "w") as labels, open(gt_tmp, "w") as gt:
         for video_id, index, label in plan:
             rendered = render_video(seed, index, label, spec)
             relative = f"videos/{video_id}.mp4"
+            if not (out / relative).exists():
+                made.append(out / relative)
             write_video(out / relative, rendered.frames, spec.fps)
             split = video_id.split("_", 1)[0]
             labels.write(json.dumps({"video_id": video_id, "path": relative, "label": label,
@@ -176,11 +201,3 @@ def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40
                         "class_name": obj["kind"], "conf": 1.0,
                         "box": [round(float(v), 2) for v in box], "moving": obj["moving"]},
                         separators=(",", ":")) + "\n")
-    world = {"seed": seed, "classes": list(classes), "object_kinds": list(OBJECT_KINDS),
-             "mover": MOVER, "spec": asdict(spec), "train_per_class": train_per_class,
-             "test_per_class": test_per_class,
-             "known_answer": "the class is the direction of the ball's motion; appearance and the "
-                             "static distractors carry no information about the class"}
-    with atomic_path(out / "world.json") as tmp:
-        tmp.write_text(json.dumps(world, indent=2) + "\n")
-    return world

@@ -173,6 +173,11 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
                          f"null distribution (vt-concepts random --sets), found {len(randoms)}")
     tasks = plan(concept_names, randoms, relative, relative_resamples or len(randoms))
     used = sorted({t.concept for t in tasks} | {t.against for t in tasks})
+    small = [name for name in used if infos[name].n < 3]
+    if small:   # caught before any work, naming the file (fit_cav would say it per CAV, file unknown)
+        name = small[0]
+        raise VtcavError(f"{where[name].path}: set '{name}' has {infos[name].n} clip(s); a CAV needs at least 3 "
+                         f"on each side{f' ({len(small)} such sets)' if len(small) > 1 else ''}")
     parts = [Part(where[name], name, infos[name].n) for name in used]
     layer_rows = [LayerRows(parts, layer) for layer in chosen]
     k = len(tasks) * (2 if options.agreement else 1)
