@@ -121,6 +121,8 @@ def discover(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep acts.h5, grads.h5 and cavs.h5 here."),
+    features: Optional[str] = typer.Option(None, "--features", help="The candidates' features from vt-ace features "
+                                                                   "(merged shards): cluster them, not embed again."),
     seed: int = opt.seed(help="Seed of k-means and of the CAVs."),
     batch_size: int = opt.batch_size(16, help="Clips per forward pass."),
     device: str = opt.device(),
@@ -138,11 +140,17 @@ def discover(
     options = DiscoverOptions(layer=layer, k=k, min_members=min_members, max_members=max_members, grid=grid,
                               seed=seed, classifier=classifier, correction=correction, alpha=alpha,
                               split=split or None, batch_size=batch_size)
-    check_inputs(candidates, set_name, random, options)   # refuse bad input before loading the model
+    info = check_inputs(candidates, set_name, random, options)   # refuse bad input before loading the model
     torch.manual_seed(seed)
     loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
-    result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir)
+    given = None
+    if features is not None:
+        from vtcav_common.ace.features_file import read_features
+
+        given = read_features(features, loaded, layer, grid, candidates, set_name, info.n)
+    result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir,
+                           features=given)
     with cli.open_text_output(ranking) as handle:
         write_records(result.ranking, handle)
     flagged = sum(not r["significant"] for r in result.ranking)
@@ -154,6 +162,39 @@ def discover(
         cli.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f} "
                  f"(random {row['null_mean']:.3f}): {verdict}; p {row['p']:.2g}, {row['correction']}-corrected p "
                  f"{row['p_corrected']:.2g}  {row['members']} members")
+
+
+@app.command(epilog="Examples:\n\n"
+                    "    vt-ace features cand.h5 --weights weights/classifier.pt --layer block3 -o feats.h5\n\n"
+                    "    for k in 0 1; do vt-ace features cand.h5 --weights weights/classifier.pt --layer block3 "
+                    "--shard $k/2 -o feats.$k.h5; done; vt-merge feats.h5 feats.0.h5 feats.1.h5")
+def features(
+    candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
+    out: Path = opt.output(..., help="Embeddings HDF5 of the candidates' pooled features."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
+    layer: str = typer.Option(..., "--layer", "-l", help="The layer discovery will cluster at."),
+    grid: int = typer.Option(2, "--grid", min=0, help="Pool each channel to grid^3 cells (as discover's --grid)."),
+    set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
+    batch_size: int = opt.batch_size(16, help="Clips per forward pass (the same in every shard)."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    shard: Optional[str] = opt.shard(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
+) -> None:
+    """The feature step of discovery on its own (shardable): the candidates embedded at LAYER and pooled,
+    for `vt-ace discover --features`."""
+    from vtcav_common.ace.features_file import write_features
+
+    cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    started = time.perf_counter()
+    rows = write_features(loaded, candidates, set_name, layer, grid, batch_size, out, part)
+    cli.info(f"vt-ace: features of {rows} candidates at {layer} (grid {grid}) -> {out} "
+             f"({time.perf_counter() - started:.1f} s)")
 
 
 @app.command(epilog="Example:\n\n"

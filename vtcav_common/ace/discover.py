@@ -227,17 +227,18 @@ def check_inputs(candidates: str, set_name: str, random: str, options: DiscoverO
 
 
 def discover(loaded: LoadedModel, candidates: str, random: str, videos: str, target: str, out: str | Path,
-             options: DiscoverOptions, set_name: str = CANDIDATE_SET, work_dir: str | Path | None = None
-             ) -> DiscoverResult:
+             options: DiscoverOptions, set_name: str = CANDIDATE_SET, work_dir: str | Path | None = None,
+             features: np.ndarray | None = None) -> DiscoverResult:
     """Cluster, write the concept file, rank; returns the concepts and their ranking."""
     info = check_inputs(candidates, set_name, random, options)
     loaded.class_index(target)
     with clipsets.open_clipset(candidates) as handle:
         segmentation = SegmentParams.from_dict(h5io.provenance(handle).get("segmentation") or {}, candidates)
     embedder = Embedder(loaded, options.layer, options.grid, options.batch_size)
-    cli.info(f"{TOOL}: embedding {info.n} candidates at {options.layer}")
-    features = embedder.over(cli.progress(clipsets.iter_clip_batches(candidates, set_name, READ_BATCH),
-                                          -(-info.n // READ_BATCH), "candidates"))
+    if features is None:   # else given by vt-ace features (the feature step, maybe run in shards)
+        cli.info(f"{TOOL}: embedding {info.n} candidates at {options.layer}")
+        features = embedder.over(cli.progress(clipsets.iter_clip_batches(candidates, set_name, READ_BATCH),
+                                              -(-info.n // READ_BATCH), "candidates"))
     clusters = cluster_features(features, options, candidates)
     cli.info(f"{TOOL}: {len(clusters)} of {options.k} clusters kept "
              f"(sizes {', '.join(str(c.size) for c in clusters)})")
