@@ -207,3 +207,14 @@ def test_every_sharded_command_merges_to_its_unsharded_file(command, world, tmp_
         assert parts[0].stdout + parts[1].stdout == whole.stdout
     run_cli("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "p1.h5", tmp_path / "p0.h5", check=True)
     _same_file(tmp_path / "whole.h5", tmp_path / "merged.h5")
+
+
+def test_ace_feature_shards_merge_to_the_unsharded_features(world, tmp_path):
+    run_cli("vt-ace", "supervoxels", world / "labels.jsonl", "--label", "left", "--resolutions", "4,8", "--frames",
+            "16", "--size", "64", "-q", "-o", tmp_path / "cand.h5", check=True)
+    features = ["vt-ace", "features", tmp_path / "cand.h5", *TINY, "--layer", "block3", "--batch-size", "4", "-q"]
+    run_cli(*features, "-o", tmp_path / "whole.h5", check=True)
+    for k in range(2):
+        run_cli(*features, "--shard", f"{k}/2", "-o", tmp_path / f"f{k}.h5", check=True)
+    run_cli("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "f0.h5", tmp_path / "f1.h5", check=True)
+    _same_file(tmp_path / "whole.h5", tmp_path / "merged.h5")
