@@ -224,3 +224,17 @@ def test_score_options_set_and_permutation(toy):
     assert all(r.control == "permuted-gradients" for r in control) and plain[0].control is None
     with pytest.raises(VtcavError, match="set 'nope' has no gradients"):
         score_cavs(tmp / "cavs.h5", tmp / "grads.h5", ScoreOptions(set_name="nope"))
+
+
+def test_too_few_clips_for_a_cav_names_the_file_and_the_sets(toy, tmp_path):
+    tmp, sets, _ = toy
+    small = dict(sets, up=("concept", sets["up"][1][:2], None))
+    write(tmp_path / "small.h5", small)
+    result = run_cli("vt-cav", tmp_path / "small.h5", "-o", tmp_path / "c.h5", "-q")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "small.h5: set 'up' has 2 clip(s); a CAV needs at least 3 on each side" in result.stderr
+    empty = dict(sets, up=("concept", sets["up"][1][:0], None))
+    write(tmp_path / "empty.h5", empty)
+    result = run_cli("vt-cav", tmp_path / "empty.h5", "-o", tmp_path / "c.h5", "-q")
+    assert result.returncode == 1 and "empty.h5: set 'up' has 0 clip(s)" in result.stderr
+    assert "Traceback" not in result.stderr

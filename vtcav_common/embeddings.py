@@ -289,7 +289,7 @@ class Embeddings:
 
 def to_float32(block: np.ndarray) -> np.ndarray:
     """Rows flattened to ``n x D`` float32 (float16 widened once, in place of a copy)."""
-    return block.reshape(block.shape[0], -1).astype(np.float32, copy=False)
+    return block.reshape(block.shape[0], int(np.prod(block.shape[1:]))).astype(np.float32, copy=False)
 
 
 def column_slabs(shape: tuple[int, ...], columns: int) -> Iterator[tuple[int, tuple]]:

@@ -86,7 +86,8 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
     offsets = np.cumsum([0] + rows.counts)
     where = {p.name: renumber[np.arange(offsets[i], offsets[i + 1])[good[offsets[i]:offsets[i + 1]]]]
              for i, p in enumerate(rows.parts)}
-    fits, mean_fits = _fit_all(space, where, tasks, options, layer_index)
+    fits, mean_fits = _fit_all(space, where, tasks, options, layer_index,
+                               f"{', '.join(sorted({p.emb.path for p in rows.parts}))}: layer '{rows.layer}'")
     everything = fits + mean_fits
     mix = np.zeros((rows.m, len(everything)), np.float32)
     mix[good] = space.mix(np.stack([f.coef for f in everything]))
@@ -110,7 +111,7 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
 
 
 def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[CAVTask], options: FitOptions,
-             layer_index: int) -> tuple[list[CAVFit], list[CAVFit]]:
+             layer_index: int, context: str) -> tuple[list[CAVFit], list[CAVFit]]:
     fits, mean_fits = [], []
     for number, task in enumerate(tasks):
         seed = task_seed(options.seed, layer_index, number)
@@ -124,7 +125,7 @@ def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[C
             if options.agreement:
                 mean_fits.append(fit_cav(space, positive, negative, "mean", seed))
         except ValueError as err:
-            raise VtcavError(f"CAV {task.concept} vs {task.against}: {err}") from None
+            raise VtcavError(f"{context}: CAV {task.concept} vs {task.against}: {err}") from None
     return fits, mean_fits
 
 

@@ -59,7 +59,7 @@ class LayerRows:
             block = None
             for part, dataset in zip(self.parts, datasets):
                 piece = dataset[(slice(None), *index)]
-                piece = piece.reshape(piece.shape[0], -1)
+                piece = piece.reshape(piece.shape[0], int(np.prod(piece.shape[1:])))
                 if block is None:   # one buffer for every slab: no allocation per block
                     d = piece.shape[1]
                     if buffer is None:
