@@ -25,8 +25,8 @@ app = frame.make_app(
     epilog="Examples:\n\n"
            "    vt-report stats.jsonl --figure tcav.png --review review/ --input concepts.h5 --input cavs.h5 "
            "-o report.html\n\n"
-           "    vt-score cavs.h5 grads.h5 | vt-stats - --plot tcav.svg | vt-report - --figure tcav.svg "
-           "-o report.html --no-markdown",
+           "    vt-score cavs.h5 grads.h5 | vt-stats - --plot tcav.svg > stats.jsonl && "
+           "vt-report stats.jsonl --figure tcav.svg -o report.html --no-markdown",
 )
 
 
