@@ -34,7 +34,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vtcav_common import cli  # noqa: E402
+from vtcav_common.files import atomic_path  # noqa: E402
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import preprocess  # noqa: E402
 from vtcav_common.models.tiny import INPUT_SPEC, motion_c3d  # noqa: E402
@@ -122,10 +122,10 @@ def accuracy(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
 def save(model: torch.nn.Module, out: Path, record: dict) -> Path:
     """The state dict (plain tensors only) and its sidecar, each written atomically."""
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    with cli.atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:
         torch.save(state, tmp)
     sidecar = out.with_suffix(".json")
-    with cli.atomic_path(sidecar) as tmp:
+    with atomic_path(sidecar) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     return sidecar
 

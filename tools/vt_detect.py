@@ -7,12 +7,13 @@ from typing import Optional
 
 import typer
 
-from vtcav_common import cli, options
+from vtcav_common import files, frame, messages, options
+from vtcav_common.errors import VtcavError
 from vtcav_common import shard as sharding
 from vtcav_common.detect import TRACKERS, DetectSettings, Detector, check_video, collect_sources
 from vtcav_common.records import write_records
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-detect",
     help="Detect (and track) objects in videos with an ultralytics detector from a local weights "
          "file, and write one JSONL detection record per object per frame: `video_id`, `video`, "
@@ -60,7 +61,7 @@ def detect(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     device = options.resolve_device_name(device)
     settings = DetectSettings(conf=conf, iou=iou, imgsz=imgsz, device=device, batch=batch, stride=stride,
                               tracker=tracker.lower(), classes=classes)
@@ -75,24 +76,24 @@ def detect(
 
     started = time.perf_counter()
     empty, total = [], 0
-    with cli.open_text_output(output) as out:
-        for source, info in cli.progress(zip(sources, infos), total=len(sources), description="videos"):
+    with files.open_text_output(output) as out:
+        for source, info in messages.progress(zip(sources, infos), total=len(sources), description="videos"):
             count = write_records(detector.video(source, info.fps), out)
             total += count
             if count == 0:
                 empty.append(source)
                 if allow_empty:
-                    cli.warn(f"{source.path}: no detections")
+                    messages.warn(f"{source.path}: no detections")
         if empty and not allow_empty:
             more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
             names = ", ".join(str(s.path) for s in empty[:3]) + more
-            raise cli.VtcavError(f"no detections in {len(empty)} video(s): {names} "
+            raise VtcavError(f"no detections in {len(empty)} video(s): {names} "
                                  f"(--allow-empty to accept, or lower --conf)")
     if part is not None:
         sharding.write_sidecar(output, "detections", "vt-detect",
                                sharding.detect_provenance(model, settings, inputs), identity)
     seconds = time.perf_counter() - started
-    cli.info(f"vt-detect: {total} detections in {len(sources)} video(s), {detector.frames_done} frames, "
+    messages.info(f"vt-detect: {total} detections in {len(sources)} video(s), {detector.frames_done} frames, "
              f"{detector.frames_done / max(seconds, 1e-9):.0f} frames/s")
 
 
@@ -104,4 +105,4 @@ def main() -> None:
         from tools import vt_detect_import
         vt_detect_import.main(sys.argv[2:])
         return
-    cli.run(app, "vt-detect")
+    frame.run(app, "vt-detect")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli, options
+from vtcav_common import frame, messages, options
+from vtcav_common.errors import UsageError
 from vtcav_common.synth import CLASSES, WorldSpec, generate_world
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-synth",
     help="Write the synthetic motion world: mp4 videos where a red ball moves left, right, "
          "up or down over a textured background with static distractors, so that **motion "
@@ -31,15 +32,15 @@ def synth(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     chosen = tuple(c.strip() for c in classes.split(",") if c.strip())
     unknown = [c for c in chosen if c not in CLASSES]
     if unknown or not chosen:
-        raise cli.UsageError(f"unknown class(es) {', '.join(unknown) or '(none)'}; the world has {', '.join(CLASSES)}")
+        raise UsageError(f"unknown class(es) {', '.join(unknown) or '(none)'}; the world has {', '.join(CLASSES)}")
     spec = WorldSpec(size=options.square_size(size, minimum=32), frames=frames)
     world = generate_world(out_dir, seed, train_per_class, test_per_class, spec, chosen)
     n = (train_per_class + test_per_class) * len(chosen)
-    cli.info(f"vt-synth: wrote {n} videos of {', '.join(world['classes'])} to {out_dir}")
+    messages.info(f"vt-synth: wrote {n} videos of {', '.join(world['classes'])} to {out_dir}")
 
 
-main = cli.entry(app, "vt-synth")
+main = frame.entry(app, "vt-synth")

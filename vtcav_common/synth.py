@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cli import atomic_path
+from .files import atomic_path
 from .video import write_video
 
 CLASSES = ("left", "right", "up", "down")
