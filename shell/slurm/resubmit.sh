@@ -16,6 +16,7 @@ shift 3
 [ -f "$out/settings.env" ] || { echo "resubmit.sh: error: $out/settings.env: no such file (submit the run first)" >&2; exit 1; }
 # shellcheck disable=SC1091
 set -a; source "$out/settings.env"; set +a
+out=$OUT   # absolute: the job may start in another folder
 case $step in
     detect) next="merge-detections concepts embed-acts merge-acts tcav"; file=$out/shards/detections.$k.jsonl ;;
     embed-acts) next="merge-acts tcav"; file=$out/shards/acts.$k.h5 ;;

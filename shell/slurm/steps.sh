@@ -27,7 +27,7 @@ others=${OBJECT// /_}_${OTHER// /_}
 static=${OBJECT// /_}_static
 clip=(--videos "$LABELS" --split "$CONCEPT_SPLIT" --frames "$FRAMES" --size "$SIZE" --seed "$SEED")
 model=(--model "$MODEL" --weights "$WEIGHTS" --layers "$LAYERS" --seed "$SEED" --batch-size "$BATCH_SIZE")
-printf '== %s %s%s on %s\n' "$step" "${k:+shard $k/}" "${k:+$SHARDS}" "$(hostname)" >&2
+printf '== %s%s on %s, %s\n' "$step" "${k:+ shard $k/$SHARDS}" "$(hostname)" "$(date -u +%FT%TZ)" >&2
 
 case $step in
 detect)

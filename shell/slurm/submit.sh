@@ -38,6 +38,7 @@ if [ -n "$previous" ] && [ "$previous" != "$(grep -v '^#' "$out/settings.env")" 
 fi
 # shellcheck disable=SC1091
 source "$out/settings.env"
+out=$OUT   # absolute: the jobs may start in another folder
 mkdir -p "$out/logs"
 
 all=(detect merge-detections concepts embed-acts merge-acts embed-grads merge-grads tcav)
