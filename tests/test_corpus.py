@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,8 +88,33 @@ def prepare(case: make_corpus.Case, c: Path, t: Path) -> dict[Path, bytes]:
     return kept
 
 
+def run_signalled(case: make_corpus.Case, argv: list[str], c: Path, t: Path) -> subprocess.CompletedProcess:
+    """Send the case's signal once the output's temporary file exists (mid-write), or close
+    standard output at once (a reader that went away: SIGPIPE)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=t,
+                               env=make_corpus.environment())
+    if case.signal == "SIGPIPE":
+        process.stdout.close()
+        stderr = process.stderr.read()
+        process.wait(timeout=300)
+        return subprocess.CompletedProcess(argv, process.returncode, "", stderr.decode())
+    out = Path(_fill(case.output, c, t))
+    deadline = time.monotonic() + 300
+    while not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.vtcav-")]:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, stderr = process.communicate()
+            pytest.fail(f"no temporary output appeared before the command ended:\n{stderr.decode()}")
+        time.sleep(0.02)
+    process.send_signal(getattr(signal, case.signal))
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout.decode(), stderr.decode())
+
+
 def run_case(case: make_corpus.Case, c: Path, t: Path) -> subprocess.CompletedProcess:
     argv = make_corpus.command(case.tool) + [_fill(a, c, t) for a in case.args]
+    if case.signal:
+        return run_signalled(case, argv, c, t)
     wrap = []
     if case.ulimit_f:
         wrap.append(f"ulimit -f {case.ulimit_f}")
@@ -118,7 +145,12 @@ def test_corpus_case(case, corpus, tmp_path):
     if case.code == 0:   # odd but valid input: it works, and says nothing is wrong
         _check_success(case, corpus, t, before, errors)
         return
-    if case.code == 2 and not errors:
+    if case.signal:
+        assert not errors, errors
+        if case.signal != "SIGPIPE":   # (a reader that went away ends the command silently)
+            word = "terminated" if case.signal == "SIGTERM" else "interrupted"
+            assert stderr.strip().splitlines()[-1] == f"{case.tool}: {word}", stderr
+    elif case.code == 2 and not errors:
         # click's own usage messages (missing argument, unknown option) have their own shape
         assert case.says.lower() in stderr.lower(), stderr
     else:

@@ -43,7 +43,7 @@ def open_text_input(path: str) -> IO[str]:
 # A temporary output is ``.NAME.vtcav-PID.tmp<suffix>`` beside NAME: findable, and its
 # PID tells whether the run that made it is still alive (see remove_stale_temps).
 _TEMP_MARK = ".vtcav-"
-_live_temps: set[Path] = set()
+_live_temps: dict[Path, None] = {}   # ordered: removed last-made first
 # Write failures that mean "the output cannot be written here", not a bug.
 WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
                 errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
@@ -69,8 +69,19 @@ def final_name(path: str | os.PathLike) -> str:
 
 
 def live_temps() -> list[Path]:
-    """Temporary outputs this process is writing (removed by the frame on SIGTERM)."""
-    return sorted(_live_temps)
+    """What this process must remove if it is stopped now (temporary outputs, and files a
+    multi-file command made so far), most recent first; the frame does it on SIGTERM/SIGINT."""
+    return list(reversed(_live_temps))
+
+
+def remove_on_abort(path: Path) -> None:
+    """Register a file or folder this run made, to be removed if the run is stopped."""
+    _live_temps[Path(path)] = None
+
+
+def keep(path: Path) -> None:
+    """The run no longer needs ``path`` removed if stopped (it is complete, or gone)."""
+    _live_temps.pop(Path(path), None)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -150,23 +161,24 @@ def claim_temp(final: Path, suffix: str = "", shown: str | os.PathLike | None = 
         raise VtcavError(f"{shown}: cannot write (a part of the path is a file, not a folder)") from None
     except OSError as err:
         raise write_error(shown, err) from None
+    remove_on_abort(tmp)   # before it exists: a signal just after creating it still finds it
     try:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()  # a stale file of a dead run that had our PID
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as err:
+        keep(tmp)
         if err.errno == errno.ENOTDIR:
             raise VtcavError(f"{shown}: cannot write (a part of the path is a file, not a folder)") from None
         raise write_error(shown, err) from None
-    _live_temps.add(tmp)
     return tmp
 
 
 def release_temp(tmp: Path) -> None:
     """Remove a temporary file (if still there) and forget it."""
-    _live_temps.discard(tmp)
     with contextlib.suppress(OSError):
         tmp.unlink()
+    keep(tmp)
 
 
 @contextlib.contextmanager

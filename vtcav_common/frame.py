@@ -150,7 +150,25 @@ def version_option() -> bool:
 
 
 def run(app: typer.Typer, prog_name: str) -> None:
-    """Run a tool's app with the shared error handling and exit codes."""
+    """Run a tool's app with the shared error handling, signals and exit codes.
+
+    Signal handlers and hooks are put back afterwards, for callers that run a tool in
+    their own process (tests)."""
+    names = [name for name in ("SIGPIPE", "SIGTERM", "SIGINT", "SIGXFSZ") if hasattr(signal, name)]
+    handlers = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    hooks = sys.excepthook, sys.unraisablehook
+    try:
+        _run(app, prog_name)
+    finally:
+        for name, handler in handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(getattr(signal, name), handler)
+        sys.excepthook, sys.unraisablehook = hooks
+
+
+def _run(app: typer.Typer, prog_name: str) -> None:
+    global _prog
+    _prog = prog_name
     _install_signal_handlers()
     _quiet_unraisable()
     messages.set_prog(prog_name)
@@ -164,12 +182,11 @@ def run(app: typer.Typer, prog_name: str) -> None:
         _print_warning_summary(counts)
         print(f"{prog_name}: error: {err}", file=sys.stderr)
         _exit(err.exit_code)
-    except (KeyboardInterrupt, Terminated) as err:
+    except KeyboardInterrupt:   # raised by code, not by Ctrl-C (that is _stop's)
         _print_warning_summary(counts)
         _remove_live_temps()
-        terminated = isinstance(err, Terminated)
-        print(f"{prog_name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        sys.exit(143 if terminated else 130)
+        print(f"{prog_name}: interrupted", file=sys.stderr)
+        sys.exit(130)
     except OSError as err:
         # The system refused a read or write the command could not foresee (a full disk,
         # a file-size limit, an unreadable file): one line, not a traceback.
@@ -194,20 +211,32 @@ def run(app: typer.Typer, prog_name: str) -> None:
     _print_warning_summary(counts)
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the command is so that outputs are cleaned up as on Ctrl-C
-    (not a KeyboardInterrupt: typer would turn that into exit 130)."""
+_prog = "vtcav"
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
+def _stop(signum, frame) -> None:
+    """SIGTERM or Ctrl-C: remove this run's temporary files (and what a multi-file command
+    made so far), say so, and exit at once (143 or 130).
+
+    Not by raising an exception to unwind: raised from a signal handler, it can land in a
+    finalizer or an import, where Python swallows it and the run would go on.  Everything
+    to remove is registered (files.remove_on_abort); earlier outputs are never touched.
+    """
+    _remove_live_temps()
+    word, code = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
+    with contextlib.suppress(OSError):
+        os.write(2, f"{_prog}: {word}\n".encode())
+    os._exit(code)
 
 
 def _install_signal_handlers() -> None:
-    """SIGPIPE ends ``| head`` quietly; SIGTERM cleans up like Ctrl-C (exit 143); a file-size
-    limit (``ulimit -f``) makes the write fail with EFBIG instead of killing the process."""
-    for name, handler in (("SIGPIPE", signal.SIG_DFL), ("SIGTERM", _terminate), ("SIGXFSZ", signal.SIG_IGN)):
+    """SIGPIPE ends ``| head`` quietly; SIGTERM and SIGINT clean up and exit (143, 130); a
+    file-size limit (``ulimit -f``) makes the write fail with EFBIG instead of killing us."""
+    for name, handler in (("SIGPIPE", signal.SIG_DFL), ("SIGTERM", _stop), ("SIGINT", _stop),
+                          ("SIGXFSZ", signal.SIG_IGN)):
         with contextlib.suppress(AttributeError, ValueError, OSError):
+            if name == "SIGINT" and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+                continue   # started in the background by a shell: Ctrl-C is not meant for us
             signal.signal(getattr(signal, name), handler)
 
 
@@ -251,7 +280,7 @@ def _remove_live_temps() -> None:
 
     for path in live_temps():
         with contextlib.suppress(OSError):
-            path.unlink()
+            path.rmdir() if path.is_dir() else path.unlink()
 
 
 def _os_error_line(err: OSError) -> str:

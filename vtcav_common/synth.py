@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .files import atomic_path
+from .files import atomic_path, keep, remove_on_abort
 from .video import write_video
 
 CLASSES = ("left", "right", "up", "down")
@@ -167,6 +167,9 @@ def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40
             with contextlib.suppress(OSError):
                 path.rmdir() if path.is_dir() else path.unlink()
         raise
+    finally:
+        for path in made:
+            keep(path)
     world = {"seed": seed, "classes": list(classes), "object_kinds": list(OBJECT_KINDS),
              "mover": MOVER, "spec": asdict(spec), "train_per_class": train_per_class,
              "test_per_class": test_per_class,
@@ -180,6 +183,7 @@ def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40
 def _write_world(out: Path, seed: int, plan: list, spec: WorldSpec, made: list[Path]) -> None:
     for folder in (out, out / "videos"):
         if not folder.exists():
+            remove_on_abort(folder)   # SIGTERM (vtcav_common.frame) removes what this run made
             folder.mkdir(parents=True)
             made.append(folder)
     with atomic_path(out / "labels.jsonl") as labels_tmp, atomic_path(out / "gt.jsonl") as gt_tmp, \
@@ -188,6 +192,7 @@ def _write_world(out: Path, seed: int, plan: list, spec: WorldSpec, made: list[P
             rendered = render_video(seed, index, label, spec)
             relative = f"videos/{video_id}.mp4"
             if not (out / relative).exists():
+                remove_on_abort(out / relative)
                 made.append(out / relative)
             write_video(out / relative, rendered.frames, spec.fps)
             split = video_id.split("_", 1)[0]

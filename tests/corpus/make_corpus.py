@@ -268,6 +268,7 @@ class Case:
     stdin: str | None = ""         # text on stdin; None: stdin closed
     ulimit_f: int = 0              # file-size limit in 1 KiB blocks
     setup: str = ""                # a named fixture the test builds in {t}: readonly, full, under_file
+    signal: str = ""               # SIGTERM/SIGINT once the output's temporary file exists; SIGPIPE: stdout closed
     notes: str = field(default="", compare=False)
 
 
@@ -300,6 +301,21 @@ def _video_cases() -> list[Case]:
             code = 0 if (stem, which) in works else 1
             cases.append(Case(f"video-{stem}-{which}", "video", tool, args, code=code, says=stem, output=out))
     return cases
+
+
+def _signal_cases() -> list[Case]:
+    random = ("random", "--videos", "{c}/world/labels.jsonl", "--sets", "40", "--clips-per-set", "30",
+              "--size", "48", "-o", "{t}/out.h5")
+    return [
+        Case("fault-sigterm-concepts", "fault", "vt-concepts", random, code=143, output="{t}/out.h5", signal="SIGTERM"),
+        Case("fault-sigint-concepts", "fault", "vt-concepts", random, code=130, output="{t}/out.h5", signal="SIGINT"),
+        Case("fault-sigterm-synth", "fault", "vt-synth", ("{t}/world", "--train-per-class", "30", "--test-per-class",
+                                                          "0", "-q"),
+             code=143, output="{t}/world/labels.jsonl", signal="SIGTERM"),
+        Case("fault-sigpipe-stats", "fault", "vt-stats", ("{c}/scores.jsonl", "-q"), code=-13, signal="SIGPIPE"),
+        Case("fault-sigpipe-concepts-list", "fault", "vt-concepts", ("list", "{c}/concepts.h5"), code=-13,
+             signal="SIGPIPE"),
+    ]
 
 
 def cases() -> list[Case]:
@@ -405,6 +421,7 @@ def cases() -> list[Case]:
                                                                    "-o", "{t}/file.txt/c.h5", "-q"),
              setup="under_file", says="file.txt"),
         Case("fault-enospc-stats", "fault", "vt-stats", (s, "-o", "{t}/full", "-q"), setup="full", says="full"),
+        *_signal_cases(),
         # data safety: -o naming an input
         Case("safety-cav-output-is-input", "safety", "vt-cav", ("{t}/acts.h5", "-o", "{t}/acts.h5", "-q"), code=2,
              says="acts.h5", output="{t}/acts.h5", copies=("acts.h5",)),
