@@ -39,7 +39,8 @@ fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         log "installing slurm-wlm and munge (apt-get)"
-        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge; } >"$dir.apt.log" 2>&1 \
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge; } \
+            >"$dir.apt.log" 2>&1 \
             || { log "apt-get failed, see $dir.apt.log"; exit 1; }
     else
         log "slurmctld/munged not found, and cannot install them (needs root and apt-get)"; exit 1

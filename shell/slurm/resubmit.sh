@@ -13,7 +13,10 @@ out=${1:?usage: resubmit.sh OUT STEP K [SBATCH OPTIONS...]}
 step=${2:?usage: resubmit.sh OUT STEP K}
 k=${3:?usage: resubmit.sh OUT STEP K}
 shift 3
-[ -f "$out/settings.env" ] || { echo "resubmit.sh: error: $out/settings.env: no such file (submit the run first)" >&2; exit 1; }
+if [ ! -f "$out/settings.env" ]; then
+    echo "resubmit.sh: error: $out/settings.env: no such file (submit the run first)" >&2
+    exit 1
+fi
 # shellcheck disable=SC1091
 set -a; source "$out/settings.env"; set +a
 out=$OUT   # absolute: the job may start in another folder
@@ -23,7 +26,10 @@ case $step in
     embed-grads) next="merge-grads tcav"; file=$out/shards/grads.$k.h5 ;;
     *) echo "resubmit.sh: error: $step is not a sharded step (detect, embed-acts, embed-grads)" >&2; exit 2 ;;
 esac
-[[ $k =~ ^[0-9]+$ ]] && [ "$k" -lt "$SHARDS" ] || { echo "resubmit.sh: error: shard $k: this run has shards 0..$((SHARDS - 1))" >&2; exit 2; }
+if ! [[ $k =~ ^[0-9]+$ ]] || [ "$k" -ge "$SHARDS" ]; then
+    echo "resubmit.sh: error: shard $k: this run has shards 0..$((SHARDS - 1))" >&2
+    exit 2
+fi
 rm -f "$file"   # a shard file that exists is complete; remove it so the step runs again
 mkdir -p "$out/logs"
 id=$(sbatch --parsable --job-name "vt-$step" --output "$out/logs/%x.%A_%a.log" --array "$k" "$@" \

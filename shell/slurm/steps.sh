@@ -62,9 +62,11 @@ embed-grads)
             --shard "$k/$SHARDS" -o "$shards/grads.$k.h5" ;;
 merge-acts)
     # --copy: the merged file stands alone, so the shards can be deleted afterwards
-    done_already "$out/acts.h5" || { mapfile -t files < <(shard_files acts h5); vt-merge --copy "$out/acts.h5" "${files[@]}"; } ;;
+    done_already "$out/acts.h5" || {
+        mapfile -t files < <(shard_files acts h5); vt-merge --copy "$out/acts.h5" "${files[@]}"; } ;;
 merge-grads)
-    done_already "$out/grads.h5" || { mapfile -t files < <(shard_files grads h5); vt-merge --copy "$out/grads.h5" "${files[@]}"; } ;;
+    done_already "$out/grads.h5" || {
+        mapfile -t files < <(shard_files grads h5); vt-merge --copy "$out/grads.h5" "${files[@]}"; } ;;
 tcav)
     done_already "$out/stats.jsonl" || {
         vt-cav "$out/acts.h5" --relative "$dynamic:$static" --seed "$SEED" -o "$out/cavs.h5"

@@ -32,7 +32,8 @@ previous=""
 [ -f "$out/settings.env" ] && previous=$(grep -v '^#' "$out/settings.env")
 write_settings "$labels" "$out"
 if [ -n "$previous" ] && [ "$previous" != "$(grep -v '^#' "$out/settings.env")" ]; then
-    printf '%s\n' "# written by shell/slurm/settings.sh; every step of this run reads it" "$previous" > "$out/settings.env"
+    printf '%s\n' "# written by shell/slurm/settings.sh; every step of this run reads it" "$previous" \
+        > "$out/settings.env"   # put the first settings back
     echo "submit.sh: error: $out/settings.env: $out was run with other settings; use a new OUT" >&2
     exit 1
 fi
