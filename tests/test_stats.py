@@ -150,7 +150,10 @@ def test_vt_stats_writes_strict_json(tmp_path):
     bad = records[:1] + [{**records[1], "score": math.nan}] + records[2:]
     text = "".join(json.dumps(r) + "\n" for r in bad)
     result = run_cli("vt-stats", "-", input=text)
-    assert result.returncode == 1 and "<stdin>:2" in result.stderr and "finite" in result.stderr
+    assert result.returncode == 1 and "<stdin>:2" in result.stderr and "NaN" in result.stderr
+    text = "".join(json.dumps(r) + "\n" for r in records[:2] + [{**records[2], "magnitude": "big"}])
+    result = run_cli("vt-stats", "-", input=text)
+    assert result.returncode == 1 and "<stdin>:3" in result.stderr and "finite" in result.stderr
 
 
 def test_vt_stats_usage_errors_come_from_the_registries(tmp_path):

@@ -168,7 +168,18 @@ def needed_r(name: str, null, reachable: Callable[[float], bool], limit: int = 1
     if name == "permutation" and not reachable(1 / (PERMUTATIONS + 1)):
         return None     # the Monte Carlo floor, whatever R
 
+    spec = REGISTRY[resolve(name)]
+
     def ok(r: int) -> bool:
+        if name in ("ttest", "welch") and spec.bounds is not None:
+            # t-tests: the null keeps its mean and std exactly (quantiles of a 0/1 null would not)
+            low, high = spec.bounds
+            extreme = high if abs(high - null.mean()) >= abs(low - null.mean()) else low
+            if null.std() == 0:
+                return reachable(0.0 if extreme != null.mean() else 1.0)
+            p = scipy_stats.ttest_ind_from_stats(extreme, 0.0, r, null.mean(), null.std(ddof=1), r,
+                                                 equal_var=name == "ttest").pvalue
+            return reachable(float(p))
         synthetic = np.quantile(null, (np.arange(r) + 0.5) / r, method="inverted_cdf")
         return reachable(attainable(name, r, synthetic))
 
