@@ -11,7 +11,8 @@ On the synthetic motion world (vt-synth), for class ``right``:
 Affordable on a small CPU: the commands build the world and embed ONE large pool of random
 clips and of ``ball_right`` clips once (vt-synth, vt-detect, vt-concepts, vt-embed with
 the tiny classifier); then each repetition draws its R random sets, its null concepts and
-its concept set from the pools by seed, in-process, through the library: the pool's Gram matrix per layer, and per CAV an
+its concept set from the pools by seed, in-process, through the library: the pool's Gram
+matrix per layer, and per CAV an
 :class:`~vtcav_common.cav.ActivationSpace` of its own rows (an L2 linear classifier finds
 the same boundary in any orthonormal basis of a span that contains its rows: vt-cav's
 shared space and this one agree), :func:`~vtcav_common.cav.fit_cav` (the reference SGD classifier, balanced,
@@ -100,7 +101,7 @@ def products(acts: Path, grads: Path, columns: int = 32768) -> dict[str, dict]:
             gram = np.zeros((sum(sizes),) * 2)
             cross = None
             blocks = [emb.column_blocks(n, layer, columns) for n in names]
-            for parts, (first, gblock) in zip(zip(*blocks), g.column_blocks(inputs, layer, columns, "grads")):
+            for parts, (_, gblock) in zip(zip(*blocks), g.column_blocks(inputs, layer, columns, "grads")):
                 x = np.concatenate([p[1] for p in parts])
                 gram += (x @ x.T).astype(np.float64)
                 c = (gblock @ x.T).astype(np.float64)
@@ -128,7 +129,7 @@ def repetition(layers: dict, r: int, clips: int, nulls: int, seed: int) -> list[
         gram = mats["gram"]
         mix = np.zeros((len(gram), len(tasks)))
         coefs = []
-        for number, (concept, against, kind, replicate) in enumerate(tasks):
+        for number, (concept, against, _, _) in enumerate(tasks):
             # The space of this CAV's own rows: the same boundary as in the span of every set
             # (an L2 linear classifier is rotation-invariant), at the cost of 2x15 dimensions.
             rows = np.concatenate([sets[concept], sets[against]])
@@ -208,8 +209,8 @@ def main() -> None:
     print(f"# vtcav calibration: world seed {args.world_seed}, class '{TARGET}', tiny classifier, {args.reps} "
           f"repetitions per R, {args.clips} clips per set, {args.nulls} null concepts + ball_right per repetition,"
           f" layers {', '.join(LAYERS)}; Bonferroni, alpha {args.alpha}")
-    print(f"# FPR: null-concept hypotheses significant after correction; FWER: repetitions with any; raw: "
-          f"uncorrected p < alpha; power: repetitions where ball_right is significantly positive")
+    print("# FPR: null-concept hypotheses significant after correction; FWER: repetitions with any; raw: "
+          "uncorrected p < alpha; power: repetitions where ball_right is significantly positive")
     print(f"# {elapsed:.0f} s wall ({elapsed - (built - started):.0f} s after the pools were built), {cpu:.0f} s CPU "
           f"in this process, on a shared, loaded 2-core machine")
     header = f"| test | family | R | FPR | FWER | raw | {' | '.join('power ' + l for l in LAYERS)} |"
