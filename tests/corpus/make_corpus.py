@@ -244,7 +244,18 @@ def build_broken(c: Path) -> None:
     (ckpt / "empty.pt").write_bytes(b"")
     data = DETECTOR.read_bytes()
     (ckpt / "detector_truncated.pt").write_bytes(data[: len(data) // 2])
+    _cut_pickle(WEIGHTS, ckpt / "badpickle.pt")
     (c / "names.txt").write_bytes(b"r\xe9ght\nleft\n")
+
+
+def _cut_pickle(source: Path, target: Path) -> None:
+    """A checkpoint whose zip is whole but whose pickle inside is cut short."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.infolist():
+            content = zin.read(item.filename)
+            zout.writestr(item, content[: len(content) // 2] if item.filename.endswith("data.pkl") else content)
 
 
 def build(c: Path) -> Path:
@@ -391,7 +402,7 @@ def cases() -> list[Case]:
         score("cavs", "grads_nan", "nonfinite", "grads_nan.h5"),
         cav("acts_one_clip"), cav("acts_no_random"),
         # checkpoints
-        ck("evil"), ck("garbage"), ck("truncated"), ck("empty"),
+        ck("evil"), ck("garbage"), ck("truncated"), ck("empty"), ck("badpickle"),
         Case("ckpt-garbage-explain", "checkpoint", "vt-explain",
              ("--model", MODEL, "--weights", "{c}/ckpt/garbage.pt", "--layer", "block1",
               "{c}/labels_odd.jsonl", "-o", "{t}/out.h5", "-q"), says="garbage.pt", output="{t}/out.h5"),
