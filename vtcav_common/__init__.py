@@ -2,7 +2,9 @@
 
 The library behind the ``vt-*`` commands.  Each module has one job:
 
-- ``cli``        the command frame every tool shares (errors, exit codes, stdin/stdout)
+- ``frame``      the command frame every tool shares (errors, exit codes, warnings summary)
+- ``options``    the options every command shares, declared once (one vocabulary)
+- ``files``      stdin/stdout as ``-``, atomic outputs; ``messages`` info, warnings, progress
 - ``records``    JSONL records (detections, labels) and their validation
 - ``h5io``       HDF5 files with provenance, schema checks and atomic writes
 - ``video``      reading and writing video files
