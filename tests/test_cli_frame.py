@@ -202,3 +202,28 @@ def test_warnings_summary_comes_before_the_error_line():
 def test_every_command_has_version_and_help(tool):
     assert run_cli(tool, "--version", check=True).stdout.startswith("vtcav ")
     assert "Examples" in run_cli(tool, "--help", check=True).stdout
+
+
+def test_no_progress_line_after_the_error_line():
+    script = """
+        import sys, time
+        from vtcav_common import frame, messages
+        from vtcav_common.errors import VtcavError
+
+        app = frame.make_app("vt-test", help="test")
+
+        @app.command()
+        def main():
+            for i in messages.progress(range(100), total=100, description="clips"):
+                time.sleep(0.05)
+                if i == 5:
+                    raise VtcavError("data.h5: broken at clip 5")
+
+        sys.argv = ["vt-test"]
+        frame.run(app, "vt-test")
+    """
+    result = _python(script, VTCAV_PROGRESS_INTERVAL="0.02")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1
+    assert lines[-1] == "vt-test: error: data.h5: broken at clip 5"
+    assert any(line.startswith("vt-test: clips ") for line in lines[:-1]), result.stderr

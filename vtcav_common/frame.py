@@ -321,6 +321,7 @@ def warning_lines(counts: dict[tuple[str, str], int]) -> list[str]:
 
 
 def _print_warning_summary(counts: dict[tuple[str, str], int]) -> None:
+    messages.stop_progress()  # no progress line after the summary or the error line
     for line in warning_lines(counts):
         print(line, file=sys.stderr, flush=True)
     counts.clear()

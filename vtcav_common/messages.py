@@ -105,6 +105,16 @@ def progress_line(description: str, done: int, total: int | None, elapsed: float
     return text
 
 
+_tickers: set[_Ticker] = set()
+
+
+def stop_progress() -> None:
+    """Stop every progress line now (the frame calls this before a command's last line, so that
+    no progress line follows an error or the end)."""
+    for ticker in list(_tickers):
+        ticker.stop(finished=False)
+
+
 class _Ticker:
     """Prints the count every ``interval`` seconds from a thread, so that one long item (a
     large batch on the CPU) does not stop the heartbeat."""
@@ -115,6 +125,7 @@ class _Ticker:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        _tickers.add(self)
         self._thread.start()
 
     def _run(self) -> None:
@@ -127,6 +138,9 @@ class _Ticker:
         print(f"{_prog}: {line}", file=sys.stderr, flush=True)
 
     def stop(self, finished: bool) -> None:
+        if self not in _tickers:
+            return
+        _tickers.discard(self)
         self._stop.set()
         self._thread.join()
         if finished and self.printed:  # a log that showed progress also shows the end
