@@ -23,7 +23,7 @@ app = cli.make_app(
          "memory stays bounded. `--list-layers` shows the layer names, types, output shapes and channel "
          "axes to choose from.",
     epilog="Examples:\n\n"
-           "    vt-embed --model r3d_18 --weights r3d_18.pth --list-layers\n\n"
+           "    vt-embed --model r3d_18 --list-layers    # the architecture alone answers\n\n"
            "    vt-embed concepts.h5 --model swin3d_t --weights swin3d_t.pth --layers features.4,features.6 "
            "-o acts.h5\n\n"
            "    vt-embed world/labels.jsonl --label right --split test --weights weights/classifier.pt "
