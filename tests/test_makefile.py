@@ -118,3 +118,22 @@ def test_shards_are_targets_merged_by_vt_merge(fake):
     assert f"vt-merge --copy {fake['out']}/acts.h5 " in log
     assert make(fake, "SHARDS=3") == []
     assert make(fake, "SHARDS=3", "LAYERS=block3").count("vt-embed acts") == 3
+
+
+def test_pipeline_runs_shards_side_by_side_and_merges_them(fake, tmp_path):
+    """shell/pipeline.sh with SHARDS=2: vt-detect and vt-embed as shards (GNU parallel or xargs -P), merged."""
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("{}\n")
+    fake["log"].write_text("")
+    env = {**os.environ, "FAKE_LOG": str(fake["log"]), "VTCAV_VENV": str(fake["venv"]), "SHARDS": "2"}
+    result = subprocess.run([str(REPO / "shell" / "pipeline.sh"), str(labels), str(fake["out"])], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    log = fake["log"].read_text()
+    shards = fake["out"] / "shards"
+    for k in range(2):
+        assert f"--shard {k}/2 -o {shards}/detections.{k}.jsonl" in log
+        assert f"--shard {k}/2 -o {shards}/acts.{k}.h5" in log and f"--shard {k}/2 -o {shards}/grads.{k}.h5" in log
+    assert f"vt-merge --copy {fake['out']}/detections.jsonl {shards}/detections.0.jsonl {shards}/detections.1.jsonl" \
+        in log
+    assert sorted(_step(line) for line in log.splitlines()).count("vt-merge") == 3

@@ -87,6 +87,10 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
     to_stdout = run_cli("vt-detect", *detector, labels, "--shard", "0/2")
     assert to_stdout.returncode == 2 and "needs -o FILE" in to_stdout.stderr
 
+    # an unsharded run over a former shard's file drops its sidecar: the new file is no shard
+    run_cli("vt-detect", "-q", *detector, labels, "-o", tmp_path / "d1.jsonl", check=True)
+    assert not (tmp_path / "d1.jsonl.shard.json").exists()
+
 
 # --------------------------------------------------------------------------- embeddings
 def _arrays(path: Path) -> tuple[dict, dict]:

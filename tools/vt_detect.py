@@ -92,6 +92,8 @@ def detect(
     if part is not None:
         sharding.write_sidecar(output, "detections", "vt-detect",
                                sharding.detect_provenance(model, settings, inputs), identity)
+    else:
+        sharding.drop_sidecar(output)
     seconds = time.perf_counter() - started
     messages.info(f"vt-detect: {total} detections in {len(sources)} video(s), {detector.frames_done} frames, "
              f"{detector.frames_done / max(seconds, 1e-9):.0f} frames/s")

@@ -199,3 +199,9 @@ def shard_plans(plans: list, shard: Shard | None, append: bool = False) -> tuple
     identity = shard.identity({name: len(members) for name, members in per_set.items()})
     identity["by"] = "clip index in each set"
     return [plan for plan in ordered if id(plan) in keep], identity
+
+
+def drop_sidecar(output: str) -> None:
+    """An unsharded run over a former shard's file: its old sidecar would call the new file a shard."""
+    if output != "-":
+        sidecar_path(output).unlink(missing_ok=True)
