@@ -121,3 +121,16 @@ def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
     _wait(cluster, [job], out)
     assert shard.read_bytes() == before, _logs(out)
     assert [p.name for p in (out / "logs").glob(f"vt-detect.{job}_*.log")] == [f"vt-detect.{job}_1.log"]
+
+    # a failed embedding shard: resubmitted alone, the merge after it waits for it (afterok) and runs again
+    (out / "shards" / "grads.1.h5").unlink()
+    (out / "grads.h5").unlink()
+    again = subprocess.run([str(SLURM / "resubmit.sh"), str(out), "embed-grads", "1"], capture_output=True,
+                           text=True, env=cluster)
+    assert again.returncode == 0, again.stderr
+    jobs = [line.split()[1] for line in again.stdout.splitlines()]
+    assert [line.split()[0] for line in again.stdout.splitlines()] == ["embed-grads", "merge-grads", "tcav"]
+    _wait(cluster, jobs, out)
+    merged, _ = _arrays(out / "grads.h5")
+    for name in single:
+        assert np.array_equal(merged[name], single[name]), name
