@@ -41,8 +41,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-import numpy as np
-
 from .errors import UsageError, VtcavError
 from .files import display_name
 from .messages import info, progress
@@ -50,10 +48,12 @@ from .pooling import Pooling, pooled_shape
 from .records import filter_manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from .models.base import LoadedModel
 
 TOOL = "vt-embed"
-DTYPES = {"float16": np.float16, "float32": np.float32}
+DTYPES = ("float16", "float32")        # storage types of activations and gradients
 MANIFEST_SET = "inputs"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -137,6 +137,8 @@ def manifest_inputs(path: str, frames: int, labels: list[str], split: str | None
 
 def sample_video(path: str, frames: int) -> np.ndarray:
     """``frames`` frames spread uniformly over the video, decoding only up to the last one needed."""
+    import numpy as np
+
     from .models.sampling import temporal_indices
     from .video import probe, read_frames, read_video
 
@@ -159,6 +161,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
           compress: bool = False, precision: str = "auto", shard: dict | None = None,
           pool: Pooling | None = None) -> dict:
     """Compute and write the embeddings file; returns a small summary."""
+    import numpy as np
     import torch
 
     from .embed_pass import LayerPass, resolve_precision, to_tensor
@@ -203,8 +206,9 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     total = 0
     with EmbeddingsWriter(out, tool, provenance, stored) as writer:
         for input_set in input_sets:
-            sink = writer.add_set(input_set, len(loaded.class_names), DTYPES[dtype],
-                                  DTYPES[grad_dtype] if target_index is not None else None, batch_size, compress)
+            sink = writer.add_set(input_set, len(loaded.class_names), np.dtype(dtype).type,
+                                  np.dtype(grad_dtype).type if target_index is not None else None, batch_size,
+                                  compress)
             batches = progress(input_set.batches(batch_size), total=-(-input_set.n // batch_size),
                                    description=f"{input_set.name}")
             for batch in batches:
