@@ -155,6 +155,27 @@ def sample_video(path: str, frames: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the whole run
+M_MMAP_THRESHOLD = -3           # glibc's mallopt parameter number
+LARGE_ALLOCATION = 128 * 1024
+
+
+def return_large_frees_to_the_system() -> None:
+    """Serve allocations over 128 KiB with mmap, so every batch's freed arrays go back to the OS.
+
+    glibc otherwise raises its mmap threshold after the first large frees and keeps later
+    batches' arrays in a heap that fragments: peak RSS then crept up with the number of clips
+    (tiny model, 8 -> 128 clips: 1169 -> 1306 MB; with this, flat). Not glibc: nothing to do.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
+    except (OSError, AttributeError):
+        pass
+
+
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
           batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
@@ -180,6 +201,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
         raise UsageError(f"set names repeat: {', '.join(names)}")
     target_index = None if target is None else loaded.class_index(str(target))
     torch.manual_seed(seed)
+    return_large_frees_to_the_system()
     described = describe_layers(loaded)
     infos = {name: described[name] for name in layers}
     never = [name for name, layer in infos.items() if layer.shape is None]
