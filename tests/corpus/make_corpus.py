@@ -333,8 +333,9 @@ def cases() -> list[Case]:
     s, o = "{c}/scores.jsonl", "{t}/out.jsonl"
     dets = ("--videos", "{c}/world/labels.jsonl", "--class", "ball", "--frames", "8", "--size", "32",
             "-o", "{t}/out.h5", "-q")
-    cav = lambda name: Case(f"cav-{name}", "hdf5", "vt-cav", (f"{{c}}/{name}.h5", "-o", "{t}/out.h5", "-q"),  # noqa: E731
-                            says=f"{name}.h5", output="{t}/out.h5")
+    cav = lambda name, cls="hdf5": Case(  # noqa: E731
+        f"cav-{name}", cls, "vt-cav", (f"{{c}}/{name}.h5", "-o", "{t}/out.h5", "-q"), says=f"{name}.h5",
+        output="{t}/out.h5")
     score = lambda cavs, grads, cls, says, **kw: Case(  # noqa: E731
         f"score-{cavs}-{grads}", cls, "vt-score", (f"{{c}}/{cavs}.h5", f"{{c}}/{grads}.h5", "-o", o, "-q"),
         says=says, output=o, **kw)
@@ -398,9 +399,9 @@ def cases() -> list[Case]:
         Case("cav-mixed-input", "provenance", "vt-cav", ("{c}/acts.h5", "{c}/acts_other_input.h5", "-o",
                                                          "{t}/out.h5", "-q"),
              says="acts_other_input.h5", output="{t}/out.h5"),
-        cav("acts_nan"), cav("acts_inf"),
+        cav("acts_nan", "nonfinite"), cav("acts_inf", "nonfinite"),
         score("cavs", "grads_nan", "nonfinite", "grads_nan.h5"),
-        cav("acts_one_clip"), cav("acts_no_random"),
+        cav("acts_one_clip", "too-few"), cav("acts_no_random", "too-few"),
         # checkpoints
         ck("evil"), ck("garbage"), ck("truncated"), ck("empty"), ck("badpickle"),
         Case("ckpt-garbage-explain", "checkpoint", "vt-explain",
