@@ -155,25 +155,28 @@ def sample_video(path: str, frames: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the whole run
-M_MMAP_THRESHOLD = -3           # glibc's mallopt parameter number
-LARGE_ALLOCATION = 128 * 1024
+def return_freed_memory() -> None:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``); called after each batch.
 
-
-def return_large_frees_to_the_system() -> None:
-    """Serve allocations over 128 KiB with mmap, so every batch's freed arrays go back to the OS.
-
-    glibc otherwise raises its mmap threshold after the first large frees and keeps later
-    batches' arrays in a heap that fragments: peak RSS then crept up with the number of clips
-    (tiny model, 8 -> 128 clips: 1169 -> 1306 MB; with this, flat). Not glibc: nothing to do.
+    Without it glibc keeps freed batches' arrays in a heap that fragments, and peak RSS crept
+    up with the number of clips (tiny model, 8 -> 128 clips: 1169 -> 1306 MB). Serving large
+    allocations with mmap instead flattened it too, but cost the model's own allocations a
+    page fault each (swin3d_t: +30 % CPU). Not glibc: nothing to do.
     """
-    import ctypes
-    import ctypes.util
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
-    except (OSError, AttributeError):
-        pass
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
@@ -201,7 +204,6 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
         raise UsageError(f"set names repeat: {', '.join(names)}")
     target_index = None if target is None else loaded.class_index(str(target))
     torch.manual_seed(seed)
-    return_large_frees_to_the_system()
     described = describe_layers(loaded)
     infos = {name: described[name] for name in layers}
     never = [name for name, layer in infos.items() if layer.shape is None]
@@ -235,6 +237,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                                    description=f"{input_set.name}")
             for batch in batches:
                 sink.write(batch, layer_pass(to_tensor(batch, loaded, device)))
+                return_freed_memory()
             sink.close()
             total += input_set.n
             info(f"{tool}: {input_set.name}: {input_set.n} clips")
