@@ -183,7 +183,8 @@ def extrapolate(args, base: dict, runs: list[dict]) -> None:
     per_clip = {"none": (2 * sum(full), 6 * sum(full)), args.pool: (2 * sum(pooled), 6 * sum(pooled))}
     scale = PAPER_FRAMES / args.frames          # Swin's cost grows linearly in T (fixed 8x7x7 windows)
     fwd, fwd_bwd = base["forward"] * scale, base["forward+backward"] * scale
-    rss = max(r["rss_mb"] for r in runs if r["pool"] == "none")
+    plain = [r for r in runs if r["pool"] == "none"]
+    rss, low = max(r["rss_mb"] for r in plain), min(r["rss_mb"] for r in plain)
     print()
     print(f"## The paper's setting, by arithmetic: {PAPER_SETS} sets (3 concepts + 10 random) x "
           f"{PAPER_CLIPS[0]}-{PAPER_CLIPS[1]} clips (activations), plus as many class inputs (activations + "
@@ -199,10 +200,10 @@ def extrapolate(args, base: dict, runs: list[dict]) -> None:
         for pool, (acts, both) in per_clip.items():
             disk = concept_clips * acts + inputs * both
             print(f"| {clips} | {pool} | {_bytes(disk)} | {cpu_hours:.1f} | {gpu_hours:.2g} |")
-    print(f"# memory: vt-embed streams batch by batch, so its peak does not grow with the number of clips "
-          f"({rss:.0f} MB measured at {args.frames} frames, batch {args.batch_size}; the model's own activations "
-          f"for the backward pass grow linearly in frames, so about {rss * scale / 1e3:.1f} GB at "
-          f"{PAPER_FRAMES} frames as an upper bound).")
+    print(f"# memory: vt-embed streams batch by batch: peak RSS {low:.0f} -> {rss:.0f} MB from {plain[0]['n']} to "
+          f"{plain[-1]['n']} clips at {args.frames} frames, batch {args.batch_size} (the model's own activations "
+          f"for the backward pass grow linearly in frames: about {rss * scale / 1e3:.1f} GB at {PAPER_FRAMES} "
+          f"frames as an upper bound, whatever the number of clips).")
     print(f"# CPU hours: forward per concept clip, forward+backward per class input (CPU seconds of the floor "
           f"at {args.frames} frames here, scaled by {scale:g}). GPU hours: not measured (no GPU in this session): "
           f"{SWIN_T_GFLOPS_32} GFLOPs per forward, x3 with the backward, at an assumed {ASSUMED_GPU_TFLOPS:g} "
