@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 PERMUTATIONS = 9999
 
@@ -70,6 +69,8 @@ def _t(a: np.ndarray, b: np.ndarray, equal_var: bool) -> tuple[float, float]:
     with warnings.catch_warnings():
         # scipy warns about precision when one sample is (nearly) constant; the result stands.
         warnings.simplefilter("ignore", RuntimeWarning)
+        from scipy import stats as scipy_stats  # imported when a test runs: --help/--version stay fast
+
         result = scipy_stats.ttest_ind(a, b, equal_var=equal_var)
     return float(result.statistic), float(result.pvalue)
 
@@ -91,6 +92,8 @@ def _mann_whitney(a, b, rng=None):
         return float("nan"), 1.0
     if np.all(a == a[0]) and np.all(b == a[0]):
         return float(len(a) * len(b) / 2), 1.0
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="auto")
     return float(result.statistic), float(result.pvalue)
 
@@ -177,6 +180,8 @@ def needed_r(name: str, null, reachable: Callable[[float], bool], limit: int = 1
             extreme = high if abs(high - null.mean()) >= abs(low - null.mean()) else low
             if null.std() == 0:
                 return reachable(0.0 if extreme != null.mean() else 1.0)
+            from scipy import stats as scipy_stats
+
             p = scipy_stats.ttest_ind_from_stats(extreme, 0.0, r, null.mean(), null.std(ddof=1), r,
                                                  equal_var=name == "ttest").pvalue
             return reachable(float(p))
