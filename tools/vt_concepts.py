@@ -18,6 +18,7 @@ from vtcav_common.clipsets import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, DetectionFilter, LabelFilter, PlanStats,
                                    RandomDraw, VideoCatalog, limit, load_tracks, parse_size, plan_random,
                                    plan_spatial, plan_spatiotemporal, render_plans)
+from vtcav_common.concepts.geometry import geometry_help, track_geometries
 from vtcav_common.errors import UsageError, VtcavError
 
 TOOL = "vt-concepts"
@@ -238,11 +239,7 @@ def spatiotemporal(
     labels: Optional[List[str]] = _labels(),
     exclude: Optional[List[str]] = _exclude(),
     split: Optional[str] = _split(),
-    geometry: str = typer.Option("window", "--geometry",
-                                 help="`window`: a fixed window around the union of the object's boxes over "
-                                      "the clip, so the object moves inside it (keeps the motion). `follow`: "
-                                      "the window follows the box, so the object stays put and the background "
-                                      "slides the other way (destroys or inverts the motion cue)."),
+    geometry: str = typer.Option("window", "--geometry", help=geometry_help()),
     min_track: Optional[int] = typer.Option(None, "--min-track", min=1,
                                             help="Shortest track, in frames (default: the clip's span, "
                                                  "(T-1) x stride + 1; shorter tracks are stretched)."),
@@ -273,8 +270,8 @@ def spatiotemporal(
     apart. Use the default `--geometry window` for motion concepts: with `follow` the crop moves
     with the object, which then looks static while the background slides the opposite way."""
     cli.set_quiet(quiet)
-    if geometry not in ("window", "follow"):
-        raise UsageError(f"--geometry must be window or follow, got '{geometry}'")
+    if geometry not in track_geometries():
+        raise UsageError(f"--geometry must be {' or '.join(track_geometries())}, got '{geometry}'")
     options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
                             frames, size, stride)
     name = name or default_name("spatiotemporal", classes, labels, exclude)

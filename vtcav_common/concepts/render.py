@@ -10,43 +10,10 @@ import numpy as np
 
 from .. import video
 from ..clipsets import Sampling, SetAppender
+from .geometry import DEFAULT_CONTEXT, context_window, union_box, windows_for  # noqa: F401  (re-exported)
 from .plans import ClipPlan
 
-DEFAULT_CONTEXT = 1.5     # window side = object side x context: the object plus its surroundings
 FLUSH_EVERY = 32          # clips held in memory before they are written
-
-
-# --------------------------------------------------------------------------- geometry
-def context_window(box: Iterable[float], frame_w: int, frame_h: int, out_size: tuple[int, int],
-                   context: float = DEFAULT_CONTEXT) -> tuple[int, int, int, int]:
-    """The window around ``box``: the output's aspect (square for H = W), ``context``
-    times the object's extent, shifted (and if need be shrunk) to lie inside the frame."""
-    x1, y1, x2, y2 = box
-    aspect = out_size[1] / out_size[0]                      # width / height
-    height = max(y2 - y1, (x2 - x1) / aspect) * context
-    height = min(height, frame_h, frame_w / aspect)
-    win_h = max(2, int(round(height)))
-    win_w = max(2, min(frame_w, int(round(win_h * aspect))))
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left = int(np.clip(round(cx - win_w / 2), 0, frame_w - win_w))
-    top = int(np.clip(round(cy - win_h / 2), 0, frame_h - win_h))
-    return (left, top, left + win_w, top + win_h)
-
-
-def union_box(boxes: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-
-
-def windows_for(plan: ClipPlan, frame_w: int, frame_h: int, out_size: tuple[int, int],
-                context: float) -> np.ndarray:
-    """The crop window of each clip frame (T x 4 ints, source pixels)."""
-    if plan.geometry == "random":
-        return plan.boxes.astype(int)
-    if plan.geometry == "follow":
-        return np.array([context_window(b, frame_w, frame_h, out_size, context) for b in plan.boxes])
-    # static and window: one window for the whole clip (for static all boxes are the same)
-    window = context_window(union_box(plan.boxes), frame_w, frame_h, out_size, context)
-    return np.repeat(np.array(window)[None], len(plan.boxes), axis=0)
 
 
 def crop_resize(frame: np.ndarray, window: Iterable[int], out_size: tuple[int, int]) -> np.ndarray:
