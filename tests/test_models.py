@@ -186,6 +186,9 @@ def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_mmaction)
     from vtcav_common.errors import VtcavError
+    from vtcav_common.models.mmaction_config import import_mmaction
+
+    import_mmaction.cache_clear()   # an earlier test in the session may have imported mmaction2 already
 
     with pytest.raises(VtcavError, match=r"vtcav\[mmaction\]"):
         load_model("mmaction:recognition/swin/some-config.py", None)
