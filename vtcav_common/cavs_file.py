@@ -85,12 +85,9 @@ class CAVFile:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        self.handle = h5io.open_file(path, KIND)
+        self.handle = h5io.open_file(path, KIND, group="layers")
         self.provenance = h5io.provenance(self.handle)
         self.run_id = h5io.run_id(self.handle)
-        if "layers" not in self.handle:
-            self.handle.close()
-            raise VtcavError(f"{path}: CAV file has no /layers group")
         self.groups = {str(g.attrs.get("name", key)): g for key, g in self.handle["layers"].items()}
 
     def __enter__(self) -> "CAVFile":

@@ -201,12 +201,9 @@ class Embeddings:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        self.handle = h5io.open_file(path, KIND)
+        self.handle = h5io.open_file(path, KIND, group="sets")
         self.provenance = h5io.provenance(self.handle)
         self.run_id = h5io.run_id(self.handle)
-        if "sets" not in self.handle:
-            self.handle.close()
-            raise VtcavError(f"{path}: embeddings file has no /sets group")
 
     def __enter__(self) -> "Embeddings":
         return self

@@ -107,8 +107,9 @@ def run_id(handle: h5py.File) -> str:
                        str(handle.attrs.get("provenance")))
 
 
-def open_file(path: str | Path, kind: str) -> h5py.File:
-    """Open a vtcav HDF5 file for reading, checking it exists, is HDF5 and is ``kind``."""
+def open_file(path: str | Path, kind: str, group: str | None = None) -> h5py.File:
+    """Open a vtcav HDF5 file for reading, checking it exists, is HDF5 and is ``kind``
+    (and, when ``group`` is given, that the file holds that top-level group)."""
     path = Path(path)
     if not path.exists():
         raise VtcavError(f"{path}: no such file")
@@ -134,6 +135,9 @@ def open_file(path: str | Path, kind: str) -> h5py.File:
     if version < 1:
         handle.close()
         raise VtcavError(f"{path}: bad schema version {version}")
+    if group is not None and group not in handle:
+        handle.close()
+        raise VtcavError(f"{path}: {kind} file has no /{group} group")
     return handle
 
 
