@@ -223,17 +223,36 @@ def model_device(module: nn.Module) -> torch.device:
 def describe_layers(loaded: LoadedModel) -> dict[str, LayerInfo]:
     """Every named module with its output shape, channel axis and call count (one dummy forward).
 
-    The forward runs on the ``meta`` device first (shapes without arithmetic: a Video Swin
-    at 32 x 224 x 224 costs a fraction of a second instead of a real forward pass); a model
+    A large model on the CPU runs on the ``meta`` device first (shapes without arithmetic:
+    a Video Swin at 32 x 224 x 224 costs seconds less than a real forward pass); a model
     that cannot run there (data-dependent control flow, TorchScript) gets a real forward.
+    A small model, or one on a GPU, gets the real forward straight away: the meta device's
+    first use imports torch's decompositions and dynamo (about 2.5 s here), far more than
+    the forward pass of one small clip.
     """
     layouts = dict(loaded.provenance.get("activation_layouts") or {})
-    if not isinstance(loaded.module, torch.jit.ScriptModule) and not hasattr(loaded.module, "script"):
+    if not isinstance(loaded.module, torch.jit.ScriptModule) and not hasattr(loaded.module, "script") \
+            and not _cheap_forward(loaded):
         try:
             return _trace(loaded, layouts, on_meta=True)
         except Exception:  # noqa: BLE001  (any failure on meta: the real forward below says what is wrong)
             pass
     return _trace(loaded, layouts, on_meta=False)
+
+
+# Weights x input positions (T x H x W): an upper bound on a forward pass's multiply-adds.
+# Below it one real forward on this 2-core CPU takes about a second or less (r3d_18 at
+# 16 x 112 x 112: 6.6e12); Video Swin at 16 x 224 x 224 (2.2e13) is above.
+CHEAP_FORWARD_BOUND = 1e13
+
+
+def _cheap_forward(loaded: LoadedModel) -> bool:
+    module = loaded.module
+    if model_device(module).type != "cpu":
+        return True
+    spec = loaded.input_spec
+    positions = spec.frames * spec.size[0] * spec.size[1]
+    return sum(p.numel() for p in module.parameters()) * positions <= CHEAP_FORWARD_BOUND
 
 
 def _trace(loaded: LoadedModel, layouts: dict[str, str], on_meta: bool) -> dict[str, LayerInfo]:
