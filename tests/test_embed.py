@@ -286,3 +286,30 @@ def test_without_layers_the_usual_layers_are_used_and_named(tiny_weights, clips_
     assert "no --layers: the model's usual layers block1,block2,block3" in err
     with h5py.File(out) as handle:
         assert json.loads(handle.attrs["provenance"])["layers"] == ["block1", "block2", "block3"]
+
+
+def test_one_run_over_clips_and_videos_with_grad_set(tiny_weights, clips_file, tiny_world, tmp_path):
+    """Concept clips and class videos in one vt-embed run: the same arrays as two runs, and
+    gradients only for the --grad-set sets (vt-score finds the one set that has them)."""
+    common = ["--model", TINY, "--weights", tiny_weights, "--layers", "block2,block3", "--batch-size", "2", "-q"]
+    videos = [tiny_world / "labels.jsonl", "--label", "right", "--split", "test"]
+    one = tmp_path / "one.h5"
+    code, err = run_inprocess(clips_file, *videos, *common, "--target", "right", "--grad-set", "inp*", "-o", one)
+    assert code == 0, err
+    code, err = run_inprocess(clips_file, *common, "-o", tmp_path / "acts.h5")
+    assert code == 0, err
+    code, err = run_inprocess(*videos, *common, "--target", "right", "-o", tmp_path / "grads.h5")
+    assert code == 0, err
+    with h5py.File(one) as both, h5py.File(tmp_path / "acts.h5") as acts, h5py.File(tmp_path / "grads.h5") as grads:
+        assert list(both["sets"]) == ["ball_right", "random_0", "inputs"]
+        assert "grads" not in both["sets/ball_right"] and "grads" not in both["sets/random_0"]
+        for layer in ("block2", "block3"):
+            for name, alone in ((f"sets/ball_right/acts/{layer}", acts), (f"sets/inputs/grads/{layer}", grads)):
+                np.testing.assert_array_equal(both[name][()], alone[name][()])
+        provenance = json.loads(both.attrs["provenance"])
+        assert provenance["grad_sets"] == ["inputs"] and provenance["inputs"] == "clips.h5, labels.jsonl"
+    code, err = run_inprocess(clips_file, *common, "--grad-set", "inputs", "-o", tmp_path / "x.h5")
+    assert code == 2 and "give --target" in err
+    code, err = run_inprocess(clips_file, *videos, *common, "--target", "right", "--grad-set", "nope",
+                              "-o", tmp_path / "x.h5")
+    assert code == 2 and "no set matches 'nope'" in err and not (tmp_path / "x.h5").exists()

@@ -28,6 +28,8 @@ app = cli.make_app(
            "-o acts.h5\n\n"
            "    vt-embed world/labels.jsonl --label right --split test --weights weights/classifier.pt "
            "--layers block2,block3 --target right -o grads.h5\n\n"
+           "    vt-embed concepts.h5 world/labels.jsonl --label right --split test --weights "
+           "weights/classifier.pt --target right --grad-set inputs -o emb.h5    # one run for vt-cav and vt-score\n\n"
            "    vt-embed concepts.h5 --set ball_right --set random_00 --model pkg.models:my_net --weights net.pt "
            "--layers stage3 --target 'playing tennis' --dtype float32 -o acts.h5\n\n"
            "Models: a torchvision video architecture (swin3d_t/s/b, r3d_18, mc3_18, r2plus1d_18, s3d, "
@@ -38,14 +40,19 @@ app = cli.make_app(
 
 @app.command()
 def main_command(
-    inputs: Optional[str] = typer.Argument(None, help="Clip-set HDF5 (vt-concepts), or a labels manifest "
-                                                       "(.jsonl, '-' for stdin). Not needed with --list-layers."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Clip-set HDF5 files (vt-concepts) and/or labels "
+                                                             "manifests (.jsonl, '-' for stdin), embedded into one "
+                                                             "file. Not needed with --list-layers."),
     output: Optional[Path] = options.output(None, help="Embeddings HDF5 to write."),
     model: Optional[str] = options.model(),
     weights: Optional[str] = options.weights(),
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layer names."),
     target: Optional[str] = typer.Option(None, "--target", "-t",
                                          help="Class (name or index) whose logit's gradients to record."),
+    grad_sets: List[str] = typer.Option([], "--grad-set", metavar="SET",
+                                        help="With --target: record gradients only for these sets (names or "
+                                             "patterns, repeatable; default: every set), e.g. --grad-set inputs "
+                                             "when concept clips and class videos are embedded in one run."),
     sets: List[str] = options.sets(help="Clip set to embed, or a pattern such as 'ball_*' (repeatable; default: all)."),
     labels: List[str] = options.labels(help="Manifest: only videos with this label (repeatable)."),
     split: Optional[str] = options.split(help="Manifest: only videos of this split."),
@@ -89,27 +96,44 @@ def main_command(
     if list_layers:
         _print_layers(loaded, all_layers)
         return
-    if inputs is None or output is None:
+    if not inputs or output is None:
         raise cli.UsageError("give INPUTS and -o OUTPUT.h5 (or --list-layers)")
+    if grad_sets and target is None:
+        raise cli.UsageError("--grad-set chooses the sets whose gradients --target records; give --target")
     if not chosen:
         chosen = usual_layers(loaded)
         cli.info(f"vt-embed: no --layers: the model's usual layers {','.join(chosen)} (see --list-layers)")
-    if looks_like_manifest(inputs) or inputs == cli.STDIO:
-        if sets:
-            raise cli.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
-        input_sets = manifest_inputs(inputs, loaded.input_spec.frames, labels, split, name)
-    else:
-        if labels or split:
-            raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
-        input_sets = clipset_inputs(inputs, selection.expand(selection.hdf5_set_names(inputs, "concepts"), sets,
-                                                             "set", inputs))  # --set 'ball_*'
+    input_sets = _input_sets(inputs, loaded, sets, labels, split, name)
+    if grad_sets:   # --grad-set 'inputs': only these sets get a backward pass
+        grad_sets = selection.select([s.name for s in input_sets], grad_sets, "set", ", ".join(inputs))
     # --shard: every set keeps its name and gets its block of rows (clip index order, whole batches)
     input_sets, shard_identity = sharding.shard_input_sets(input_sets, part, batch_size)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
                     batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity,
-                    pool=pooling, inputs_name=Path(inputs).name if inputs != "-" else "<stdin>")
+                    pool=pooling, grad_sets=grad_sets or None,
+                    inputs_name=", ".join(Path(i).name if i != "-" else "<stdin>" for i in inputs))
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
+
+
+def _input_sets(inputs: list[str], loaded, sets: list[str], labels: list[str], split: Optional[str],
+                name: str) -> list:
+    """The sets of every input: a manifest's videos as one set, a clip-set file's sets (or --set's)."""
+    manifests = [i for i in inputs if looks_like_manifest(i) or i == cli.STDIO]
+    if inputs.count(cli.STDIO) > 1:
+        raise cli.UsageError("'-' (stdin) can be given once")
+    if sets and len(manifests) == len(inputs):
+        raise cli.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
+    if (labels or split) and not manifests:
+        raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
+    input_sets = []
+    for source in inputs:
+        if source in manifests:
+            input_sets += manifest_inputs(source, loaded.input_spec.frames, labels, split, name)
+        else:
+            input_sets += clipset_inputs(source, selection.expand(selection.hdf5_set_names(source, "concepts"),
+                                                                  sets, "set", source))  # --set 'ball_*'
+    return input_sets
 
 
 def _print_layers(loaded, every: bool) -> None:

@@ -155,41 +155,22 @@ def sample_video(path: str, frames: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the whole run
-def return_freed_memory() -> None:
-    """Give the heap's free pages back to the OS (glibc ``malloc_trim``); called after each batch.
-
-    Without it glibc keeps freed batches' arrays in a heap that fragments, and peak RSS crept
-    up with the number of clips (tiny model, 8 -> 128 clips: 1169 -> 1306 MB). Serving large
-    allocations with mmap instead flattened it too, but cost the model's own allocations a
-    page fault each (swin3d_t: +30 % CPU). Not glibc: nothing to do.
-    """
-    global _TRIM
-    if _TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
-
-
 def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], out: str | Path, *,
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
           batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
           compress: bool = False, precision: str = "auto", shard: dict | None = None,
-          pool: Pooling | None = None) -> dict:
-    """Compute and write the embeddings file; returns a small summary."""
+          pool: Pooling | None = None, grad_sets: list[str] | None = None) -> dict:
+    """Compute and write the embeddings file; returns a small summary.
+
+    With a ``target``, the sets named in ``grad_sets`` (default: all) also get the target
+    logit's gradients; the others only a forward pass.
+    """
     import numpy as np
     import torch
 
     from .embed_pass import LayerPass, resolve_precision, to_tensor
     from .embeddings import EmbeddingsWriter
+    from .heap import Heap
     from .models.layers import describe_layers, model_device, resolve_layers
 
     if dtype not in DTYPES or grad_dtype not in DTYPES:
@@ -203,6 +184,10 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     if len(set(names)) != len(names):
         raise UsageError(f"set names repeat: {', '.join(names)}")
     target_index = None if target is None else loaded.class_index(str(target))
+    with_grads = set(names if grad_sets is None or target_index is None else grad_sets)
+    unknown = sorted(with_grads - set(names))
+    if unknown:
+        raise UsageError(f"--grad-set: no set {', '.join(unknown)} among {', '.join(names)}")
     torch.manual_seed(seed)
     described = describe_layers(loaded)
     infos = {name: described[name] for name in layers}
@@ -217,6 +202,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                   "target_index": target_index, "dtype": dtype,
                   "grad_dtype": grad_dtype if target_index is not None else None,
                   "inputs": inputs_name, "sets": names, "seed": seed,
+                  "grad_sets": [n for n in names if n in with_grads] if target_index is not None else [],
                   "pool": pool.text if pool else None}
     if pool is not None:
         provenance["unpooled_shapes"] = {name: list(layer.shape) for name, layer in infos.items()}
@@ -225,19 +211,22 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     provenance["precision"] = precision
     if shard is not None:  # the shard's identity (vtcav_common.shard); vt-merge drops it
         provenance["shard"] = shard
-    layer_pass = LayerPass(loaded, layers, target_index, precision, pooling=pool,
-                           channel_axes={name: layer.channel_axis for name, layer in infos.items()})
-    total = 0
+    axes = {name: layer.channel_axis for name, layer in infos.items()}
+    forward_only = LayerPass(loaded, layers, None, precision, pooling=pool, channel_axes=axes)
+    with_backward = None if target_index is None else \
+        LayerPass(loaded, layers, target_index, precision, pooling=pool, channel_axes=axes)
+    total, heap = 0, Heap()
     with EmbeddingsWriter(out, tool, provenance, stored) as writer:
         for input_set in input_sets:
+            layer_pass = with_backward if with_backward is not None and input_set.name in with_grads else forward_only
             sink = writer.add_set(input_set, len(loaded.class_names), np.dtype(dtype).type,
-                                  np.dtype(grad_dtype).type if target_index is not None else None, batch_size,
+                                  np.dtype(grad_dtype).type if layer_pass is with_backward else None, batch_size,
                                   compress)
             batches = progress(input_set.batches(batch_size), total=-(-input_set.n // batch_size),
                                    description=f"{input_set.name}")
             for batch in batches:
                 sink.write(batch, layer_pass(to_tensor(batch, loaded, device)))
-                return_freed_memory()
+                heap.batch_done()
             sink.close()
             total += input_set.n
             info(f"{tool}: {input_set.name}: {input_set.n} clips")
