@@ -47,6 +47,21 @@ def test_ttest_is_students_two_sided_as_in_the_paper():
     assert methods.run("welch", a, b)[1] == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+@pytest.mark.parametrize("test, equal_var", [("ttest", True), ("welch", False), ("magnitude", False)])
+def test_t_tests_equal_scipys(test, equal_var):
+    """vt-stats computes the t-tests without scipy.stats (its import is a second of start-up):
+    the same statistic and p as scipy.stats.ttest_ind, also with unequal sizes and one
+    constant sample."""
+    rng = np.random.default_rng(3)
+    cases = [(rng.random(10), rng.random(10)), (rng.random(7) + 0.2, rng.random(12)),
+             (np.full(10, 0.9), rng.random(10) * 0.4 + 0.3), (rng.normal(0, 1e-3, 20), rng.normal(0, 1, 5))]
+    for a, b in cases:
+        expected = scipy_stats.ttest_ind(a, b, equal_var=equal_var)
+        statistic, p = methods.run(test, a, b)
+        assert statistic == pytest.approx(expected.statistic, rel=1e-12)
+        assert p == pytest.approx(expected.pvalue, rel=1e-10, abs=1e-300)
+
+
 def test_permutation_test_is_seeded_and_exact_when_small():
     a, b = np.array([0.9, 0.8, 0.95, 0.85]), np.array([0.1, 0.2, 0.15, 0.3])
     # 8 choose 4 = 70 arrangements, 2 as extreme as the observed one (two-sided)
