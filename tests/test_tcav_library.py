@@ -119,6 +119,32 @@ def test_streamed_cavs_equal_the_in_memory_fit(toy):
     assert whole.table[0]["accuracy"] == pytest.approx(fit.accuracy)
 
 
+def test_blocks_kept_from_the_gram_pass_give_the_same_cavs(toy, monkeypatch):
+    """The back-projection uses the blocks kept from the Gram pass and reads only the others."""
+    from vtcav_common.tcav import streaming
+
+    tmp, _, _ = toy
+    m = 5 * 16
+    monkeypatch.setattr(streaming, "WORKING_BYTES", 0)
+    monkeypatch.setattr(streaming, "MIN_BLOCK_BYTES", 6 * m * 7)        # blocks of at most 7 features
+    skipped = []
+    reader = streaming.LayerRows.column_blocks
+
+    def counting(self, columns, skip=()):
+        skipped.append(len(skip))
+        return reader(self, columns, skip)
+
+    monkeypatch.setattr(streaming.LayerRows, "column_blocks", counting)
+    monkeypatch.setattr(streaming, "KEEP_BYTES", 0)
+    read_twice = _fit(tmp, "twice.h5", device="cpu")
+    monkeypatch.setattr(streaming, "KEEP_BYTES", 4 * m * 7 * 3)        # room for some of them
+    kept = _fit(tmp, "kept.h5", device="cpu")
+    blocks = len(list(column_slabs(SHAPE, 7)))
+    assert skipped[:3] == [0, 0, 0] and 0 < skipped[3] < blocks
+    np.testing.assert_array_equal(kept.vectors, read_twice.vectors)
+    assert kept.table == read_twice.table
+
+
 def test_a_run_that_cannot_fit_its_memory_is_refused_before_any_work(toy, tmp_path):
     tmp, _, _ = toy
     result = run_cli("vt-cav", tmp / "acts.h5", "-o", tmp_path / "c.h5", "--max-memory", "100")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,7 +17,8 @@ from .. import cavs_file
 from ..cav import ActivationSpace, CAVFit, check_classifier, fit_cav
 from ..embeddings import MODEL_KEYS, Embeddings, require_same_model
 from ..errors import UsageError, VtcavError
-from .streaming import LayerRows, Linalg, Part, available_memory, block_columns, choose_linalg
+from .streaming import (Budget, LayerRows, Linalg, Part, available_memory, choose_linalg, memory_budget,
+                        worker_threads)
 
 RESAMPLE_FRACTION = 0.8
 
@@ -64,12 +69,18 @@ class FitSummary:
 
 
 def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_index: int,
-              linalg: Linalg, columns: int, warn: Callable[[str], None] = lambda message: None
+              linalg: Linalg, budget: Budget, warn: Callable[[str], None] = lambda message: None
               ) -> dict[str, np.ndarray]:
-    """Every task's CAV at one layer: one streamed pass for the Gram matrix, one for the vectors."""
+    """Every task's CAV at one layer: one streamed pass for the Gram matrix, one for the vectors
+    (over the blocks the budget could not keep from the first)."""
     gram = np.zeros((rows.m, rows.m), np.float64)
-    for _, block in rows.column_blocks(columns):
+    kept: dict[int, np.ndarray] = {}
+    room = budget.keep_bytes
+    for first, block in rows.column_blocks(budget.columns):
         linalg.gram_add(gram, block)
+        if block.nbytes <= room:
+            kept[first] = block.copy()
+            room -= block.nbytes
     bad = np.flatnonzero(~np.isfinite(np.diag(gram)))
     if len(bad):
         if not options.skip_nonfinite:
@@ -92,11 +103,12 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
     mix = np.zeros((rows.m, len(everything)), np.float32)
     mix[good] = space.mix(np.stack([f.coef for f in everything]))
     vectors = np.empty((len(everything), rows.width), np.float32)
-    for first, block in rows.column_blocks(columns):
+    for first, block in itertools.chain(kept.items(), rows.column_blocks(budget.columns, skip=kept)):
         if len(bad):
             block[bad] = 0                               # 0 weight times NaN would still be NaN
         vectors[:, first:first + block.shape[1]] = linalg.project(mix, block)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    del kept
     result = {
         "vectors": vectors[:len(fits)],
         "accuracy": np.array([f.accuracy for f in fits], np.float32),
@@ -112,8 +124,10 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
 
 def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[CAVTask], options: FitOptions,
              layer_index: int, context: str) -> tuple[list[CAVFit], list[CAVFit]]:
-    fits, mean_fits = [], []
-    for number, task in enumerate(tasks):
+    """Every task's fit, on a few threads (scikit-learn's SGD loop releases the GIL); each fit
+    has its own seed, so the result does not depend on the order they finish in."""
+    def fit_one(number: int) -> tuple[CAVFit, CAVFit | None]:
+        task = tasks[number]
         seed = task_seed(options.seed, layer_index, number)
         positive, negative = where[task.concept], where[task.against]
         if task.resample:
@@ -121,12 +135,14 @@ def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[C
             positive = np.sort(rng.choice(positive, max(3, int(RESAMPLE_FRACTION * len(positive))), replace=False))
             negative = np.sort(rng.choice(negative, max(3, int(RESAMPLE_FRACTION * len(negative))), replace=False))
         try:
-            fits.append(fit_cav(space, positive, negative, options.classifier, seed))
-            if options.agreement:
-                mean_fits.append(fit_cav(space, positive, negative, "mean", seed))
+            return (fit_cav(space, positive, negative, options.classifier, seed),
+                    fit_cav(space, positive, negative, "mean", seed) if options.agreement else None)
         except ValueError as err:
             raise VtcavError(f"{context}: CAV {task.concept} vs {task.against}: {err}") from None
-    return fits, mean_fits
+
+    with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
+        pairs = list(pool.map(fit_one, range(len(tasks))))
+    return [fit for fit, _ in pairs], [mean for _, mean in pairs if mean is not None]
 
 
 def fit_cavs(sources: list[str | Path], output: str | Path, *, layers: list[str] | None = None,
@@ -183,7 +199,7 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
     layer_rows = [LayerRows(parts, layer) for layer in chosen]
     k = len(tasks) * (2 if options.agreement else 1)
     max_memory = options.max_memory or available_memory()
-    columns = {rows.layer: block_columns(rows.m, rows.width, k, max_memory, f"{first.path}: layer '{rows.layer}'")
+    budgets = {rows.layer: memory_budget(rows.m, rows.width, k, max_memory, f"{first.path}: layer '{rows.layer}'")
                for rows in layer_rows}                   # every layer checked before any work
     linalg = choose_linalg(options.device)
     provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
@@ -197,9 +213,10 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
          f"{len(randoms)} null, {n_relative} relative) at {len(chosen)} layer(s), classifier {options.classifier}, "
          f"{layer_rows[0].m} clips, products on {linalg.name}")
     summary = FitSummary(chosen, tasks, linalg.name)
+    import_in_background("sklearn.model_selection", "sklearn.linear_model")
     with cavs_file.CAVWriter(output, tool, provenance) as writer:
         for index, rows in enumerate(layer_rows):
-            fitted = fit_layer(rows, tasks, options, index, linalg, columns[rows.layer], warn)
+            fitted = fit_layer(rows, tasks, options, index, linalg, budgets[rows.layer], warn)
             summary.skipped[rows.layer] = fitted.pop("skipped")
             writer.write_layer(rows.layer, [t.concept for t in tasks], [t.against for t in tasks],
                                [t.kind for t in tasks], [t.replicate for t in tasks], fitted)
@@ -209,6 +226,26 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
             info(f"  {rows.layer}: " + ", ".join(f"{kind} acc {acc:.2f}"
                                                 for kind, acc in summary.accuracy[rows.layer].items()) + extra)
     return summary
+
+
+def import_in_background(*modules: str) -> threading.Thread:
+    """Import ``modules`` on a thread while the first Gram matrix is computed.
+
+    scikit-learn takes about 1.8 s to import (scipy.stats with it) and is first needed when
+    the first layer's CAVs are fitted; HDF5 reads, float16 conversion and BLAS release the GIL,
+    so most of the import overlaps them. Python's import lock makes the later ``import`` in
+    the fitting code wait for this one. Not a daemon: the interpreter never exits mid-import.
+    """
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:   # noqa: BLE001  (the import in the fitting code raises it where it matters)
+                return
+
+    thread = threading.Thread(target=run, name="vtcav-preload")
+    thread.start()
+    return thread
 
 
 def _mean_accuracy(tasks: list[CAVTask], fitted: dict) -> dict[str, float]:

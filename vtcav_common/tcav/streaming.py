@@ -14,8 +14,9 @@ would break the flat-memory promise; ``VTCAV_CPU_BLAS=torch`` selects it.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Container, Iterator
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ..errors import UsageError, VtcavError
 MB = 1 << 20
 WORKING_BYTES = 256 * MB       # the Gram matrix's share plus the column block, while the Gram is small
 MIN_BLOCK_BYTES = 32 * MB      # the block never shrinks below this (unless --max-memory says so)
+KEEP_BYTES = 256 * MB          # blocks kept between the Gram pass and the back-projection
 BASE_BYTES = 200 * MB          # the interpreter, numpy, h5py and scikit-learn
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -50,24 +52,32 @@ class LayerRows:
         self.counts = [p.n for p in parts]
         self.m = sum(self.counts)
 
-    def column_blocks(self, columns: int) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first feature, M x d float32)`` for consecutive slabs of at most ``columns`` features."""
+    def column_blocks(self, columns: int, skip: Container[int] = ()) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first feature, M x d float32)`` for consecutive slabs of at most ``columns`` features
+        (those whose first feature is in ``skip`` are not read).
+
+        The sets' pieces are read and widened to float32 on a few threads: numpy's float16
+        conversion runs on one core at about 3 ns a value and releases the GIL, and it was
+        the largest part of vt-cav's time (HDF5 reads still take turns).
+        """
         datasets = [part.emb.uncached_dataset(part.name, self.layer) for part in self.parts]
-        buffer = None
-        for first, index in column_slabs(self.shape, columns):
-            start = 0
-            block = None
-            for part, dataset in zip(self.parts, datasets):
-                piece = dataset[(slice(None), *index)]
-                piece = piece.reshape(piece.shape[0], int(np.prod(piece.shape[1:])))
-                if block is None:   # one buffer for every slab: no allocation per block
-                    d = piece.shape[1]
-                    if buffer is None:
-                        buffer = np.empty(self.m * max(d, min(columns, self.width)), np.float32)
-                    block = buffer[:self.m * d].reshape(self.m, d)
-                block[start:start + part.n] = piece
-                start += part.n
-            yield first, block
+        offsets = np.cumsum([0] + self.counts)
+        buffer = np.empty(self.m * min(columns, self.width) if self.m else 0, np.float32)
+        with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
+            for first, index in column_slabs(self.shape, columns):
+                if first in skip:
+                    continue
+                d = _slab_width(self.shape, index)
+                if buffer.size < self.m * d:                 # a slab wider than asked (one innermost row)
+                    buffer = np.empty(self.m * d, np.float32)
+                block = buffer[:self.m * d].reshape(self.m, d)
+
+                def fill(i: int, index=index, block=block, d=d) -> None:
+                    piece = datasets[i][(slice(None), *index)]
+                    block[offsets[i]:offsets[i + 1]] = piece.reshape(piece.shape[0], d)
+
+                list(pool.map(fill, range(len(self.parts))))
+                yield first, block
 
     def where(self, row: int) -> tuple[Part, int]:
         """The set and its row number of a global row."""
@@ -76,6 +86,23 @@ class LayerRows:
                 return part, row
             row -= part.n
         raise IndexError(row)
+
+
+def _slab_width(shape: tuple[int, ...], index: tuple) -> int:
+    """Flattened features of one hyperslab of :func:`column_slabs`."""
+    if not index:
+        return 1
+    span = index[-1].stop - index[-1].start
+    return int(span * np.prod(shape[len(index):]))
+
+
+def worker_threads() -> int:
+    """Threads for work that releases the GIL: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                                   # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 # --------------------------------------------------------------------------- the products
@@ -149,13 +176,21 @@ def available_memory() -> int:
     return 8 << 30
 
 
-def block_columns(m: int, width: int, cavs: int, max_memory: int, where: str) -> int:
+@dataclass(frozen=True)
+class Budget:
+    columns: int       # features per streamed column block
+    keep_bytes: int    # float32 blocks of the Gram pass kept in memory for the back-projection
+
+
+def memory_budget(m: int, width: int, cavs: int, max_memory: int, where: str) -> Budget:
     """Columns per block for ``m`` clips, so that the run fits ``max_memory``; refuse up front if not.
 
     Fixed: the interpreter, the layer's CAVs (``k x D`` float32), the Gram matrix and what
     its eigendecomposition needs (about five ``M x M`` float64). Per column: the float32
     block and the float16 piece read into it. The block takes what the Gram matrix leaves
-    of a fixed working budget, so peak memory stays flat as ``M`` grows.
+    of a fixed working budget, so peak memory stays flat as ``M`` grows. Up to
+    ``KEEP_BYTES`` more (what the limit leaves) keeps the first blocks of the Gram pass for
+    the back-projection, which then reads and widens only the rest again.
     """
     gram = 5 * 8 * m * m
     fixed = BASE_BYTES + 4 * cavs * width + gram
@@ -167,4 +202,5 @@ def block_columns(m: int, width: int, cavs: int, max_memory: int, where: str) ->
             f"{cavs} CAVs x {width} features, one block) but --max-memory is {max_memory / MB:.0f} MB; "
             f"use fewer clips, pooled activations (vt-embed --pool) or more memory")
     budget = min(left, max(WORKING_BYTES - gram, MIN_BLOCK_BYTES))
-    return int(max(1, budget // per_column))
+    columns = int(max(1, budget // per_column))
+    return Budget(columns, int(min(KEEP_BYTES, max(0, left - columns * per_column))))
