@@ -1,7 +1,7 @@
 """The same TCAV job with the vtcav commands and with captum, against the model's own floor.
 
     .venv/bin/python bench/bench_tcav.py [--clips 40] [--inputs 50] [--random-sets 10] [--repeats 3]
-                                         [--base DIR] [--skip-captum]
+                                         [--captum-repeats N] [--base DIR] [--skip-captum]
 
 Job: the project's classifier, 3 layers, 2 concepts (the ball moving right / left),
 R random sets plus the random-vs-random null, ``--inputs`` inputs of class "right".
@@ -10,8 +10,10 @@ Everything is timed as what a user runs, each a separate process, start-up inclu
 - floor:  one process that imports torch, loads the model, reads the same clips and videos
           and runs the forward pass over every clip and forward/backward over the inputs;
 - chain:  the commands vt-embed (activations), vt-embed (gradients), vt-cav, vt-score and
-          vt-stats, one process each, writing and reading the files a user would;
-- captum: one process running ``captum.concept.TCAV.interpret`` over the same sets.
+          vt-stats, one process each, writing and reading the files a user would; and the
+          same with one vt-embed over the clips and the videos (``--grad-set inputs``);
+- captum: one process running ``captum.concept.TCAV.interpret`` over the same sets, with an
+          empty cache each time (captum reuses the activations and CAVs it saved).
 
 Each is repeated ``--repeats`` times (median and spread). ``--base DIR`` also times the chain
 with the code of DIR (a git worktree of an earlier commit) for a before/after table. Also
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,22 +100,28 @@ def floor_job(labels: Path, concepts: Path) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def chain(labels: Path, concepts: Path, work: Path, pythonpath: str | None = None) -> dict:
-    """The commands as a user runs them; each step's wall time, start-up included."""
+def chain(labels: Path, concepts: Path, work: Path, pythonpath: str | None = None, one_embed: bool = False) -> dict:
+    """The commands as a user runs them; each step's wall time, start-up included.
+
+    ``one_embed``: one vt-embed run over the concept clips and the class videos together
+    (``--grad-set inputs``), as a Makefile would do it, instead of one run for each.
+    """
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("BENCH_THREADS", "2"))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     model = ["--model", MODEL, "--weights", str(WEIGHTS), "--layers", ",".join(LAYERS), "--seed", "0",
              "--batch-size", "16", "-q"]
-    steps = {
-        "embed": [tool("vt-embed"), *model, str(concepts), "-o", str(work / "acts.h5")],
-        "embed-grads": [tool("vt-embed"), *model, str(labels), "--label", "right", "--split", "test",
-                        "--target", "right", "-o", str(work / "grads.h5")],
-        "cav": [tool("vt-cav"), str(work / "acts.h5"), "-o", str(work / "cavs.h5"), "--seed", "0", "-q"],
-        "score": [tool("vt-score"), str(work / "cavs.h5"), str(work / "grads.h5"), "-o", str(work / "scores.jsonl"),
-                  "-q"],
+    videos = [str(labels), "--label", "right", "--split", "test", "--target", "right"]
+    acts, grads = (work / "emb.h5", work / "emb.h5") if one_embed else (work / "acts.h5", work / "grads.h5")
+    steps = {"embed": [tool("vt-embed"), *model, str(concepts), *videos, "--grad-set", "inputs", "-o", str(acts)]} \
+        if one_embed else {
+            "embed": [tool("vt-embed"), *model, str(concepts), "-o", str(acts)],
+            "embed-grads": [tool("vt-embed"), *model, *videos, "-o", str(grads)]}
+    steps.update({
+        "cav": [tool("vt-cav"), str(acts), "-o", str(work / "cavs.h5"), "--seed", "0", "-q"],
+        "score": [tool("vt-score"), str(work / "cavs.h5"), str(grads), "-o", str(work / "scores.jsonl"), "-q"],
         "stats": [tool("vt-stats"), str(work / "scores.jsonl"), "-o", str(work / "stats.jsonl"), "-q"],
-    }
+    })
     times, cpu = {}, 0.0
     for name, command in steps.items():
         start, cpu_start = time.perf_counter(), _children_cpu()
@@ -162,7 +171,11 @@ def captum_job(labels: Path, concepts: Path, work: Path) -> dict:
     randoms = sorted(n for n in sets if n.startswith("random"))
     experiments = [[concept[c], concept[r]] for c in ("ball_right", "ball_left") for r in randoms]
     experiments += [[concept[r], concept[randoms[(i + 1) % len(randoms)]]] for i, r in enumerate(randoms)]
-    tcav = TCAV(loaded.module, LAYERS, save_path=str(work / "captum"))
+    # A fresh cache each run: captum reuses the activations and CAVs it finds in save_path,
+    # which would time a lookup instead of the job.
+    save_path = work / "captum"
+    shutil.rmtree(save_path, ignore_errors=True)
+    tcav = TCAV(loaded.module, LAYERS, save_path=str(save_path))
     result = tcav.interpret(inputs, experimental_sets=experiments, target=loaded.class_index("right"))
     seconds = time.perf_counter() - start
     scores = {}
@@ -204,6 +217,7 @@ def main() -> None:
     parser.add_argument("--random-sets", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--base", default="", help="also time the chain with the code of this worktree")
+    parser.add_argument("--captum-repeats", type=int, help="captum runs (default: --repeats; each takes minutes)")
     parser.add_argument("--skip-captum", action="store_true")
     parser.add_argument("--job", choices=["floor", "captum"], help=argparse.SUPPRESS)
     parser.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
@@ -225,10 +239,12 @@ def main() -> None:
               f"= {cavs} CAVs, {n_clips} clips, {args.inputs} inputs; torch threads "
               f"{os.environ.get('BENCH_THREADS', '2')}; {args.repeats} repeats (median [min-max]); "
               f"machine load {os.getloadavg()[0]:.1f} at start (shared machine: times are indicative)")
-        runs: dict[str, list[dict]] = {"floor": [], "chain": [], "before": [], "captum": []}
+        runs: dict[str, list[dict]] = {"floor": [], "chain": [], "one": [], "before": [], "captum": []}
         for _ in range(args.repeats):
             runs["floor"].append(_process("floor", labels, concepts, work))
             runs["chain"].append(chain(labels, concepts, work))
+            (work / "one").mkdir(exist_ok=True)
+            runs["one"].append(chain(labels, concepts, work / "one", one_embed=True))
             if args.base:
                 (work / "before").mkdir(exist_ok=True)
                 runs["before"].append(chain(labels, concepts, work / "before", args.base))
@@ -237,7 +253,7 @@ def main() -> None:
         compute = float(np.median([r["seconds"] for r in runs["floor"]]))
         print(f"floor process  : {_spread([r['process'] for r in runs['floor']])}  cpu {floor_cpu:.1f} s  (torch "
               f"import, model, data; of which forward/backward {compute:.2f} s)")
-        for label, key in (("chain (after)", "chain"), ("chain (before)", "before")):
+        for label, key in (("chain", "chain"), ("chain, 1 embed", "one"), ("chain (before)", "before")):
             if runs[key]:
                 total = [r["seconds"] for r in runs[key]]
                 steps = ", ".join(f"{k} {np.median([r[k] for r in runs[key]]):.2f}"
@@ -246,16 +262,17 @@ def main() -> None:
                 print(f"{label:15s}: {_spread(total)}  = {np.median(total) / floor:.2f} x floor;  cpu {cpu:.1f} s "
                       f"= {cpu / floor_cpu:.2f} x floor  ({steps})")
         if not args.skip_captum:
-            for _ in range(args.repeats):
+            for _ in range(args.captum_repeats or args.repeats):
                 runs["captum"].append(_process("captum", labels, concepts, work))
             theirs = [r["process"] for r in runs["captum"]]
-            ours = float(np.median([r["seconds"] for r in runs["chain"]]))
             theirs_cpu = float(np.median([r["cpu"] for r in runs["captum"]]))
-            ours_cpu = float(np.median([r["cpu"] for r in runs["chain"]]))
             print(f"captum process : {_spread(theirs)}  = {np.median(theirs) / floor:.2f} x floor;  cpu "
                   f"{theirs_cpu:.1f} s  (interpret {np.median([r['seconds'] for r in runs['captum']]):.2f} s)")
-            print(f"speed-up of the vtcav chain over captum: {np.median(theirs) / ours:.1f} x wall, "
-                  f"{theirs_cpu / ours_cpu:.1f} x cpu")
+            for label, key in (("the vtcav chain", "chain"), ("the chain with one vt-embed", "one")):
+                ours = float(np.median([r["seconds"] for r in runs[key]]))
+                ours_cpu = float(np.median([r["cpu"] for r in runs[key]]))
+                print(f"speed-up of {label} over captum: {np.median(theirs) / ours:.1f} x wall, "
+                      f"{theirs_cpu / ours_cpu:.1f} x cpu")
             agree = agreement(work, runs["captum"][-1]["scores"])
             print(f"TCAV score agreement over {agree['pairs']} (concept, random, layer): mean |diff| "
                   f"{agree['mean_abs_score_diff']:.3f}, max {agree['max_abs_score_diff']:.3f} "
