@@ -137,7 +137,7 @@ def test_blocks_kept_from_the_gram_pass_give_the_same_cavs(toy, monkeypatch):
     monkeypatch.setattr(streaming.LayerRows, "column_blocks", counting)
     monkeypatch.setattr(streaming, "KEEP_BYTES", 0)
     read_twice = _fit(tmp, "twice.h5", device="cpu")
-    monkeypatch.setattr(streaming, "KEEP_BYTES", 4 * m * 7 * 3)        # room for some of them
+    monkeypatch.setattr(streaming, "KEEP_BYTES", 40 * m * m + 4 * m * 7 * 3)   # the Gram matrix, and some blocks
     kept = _fit(tmp, "kept.h5", device="cpu")
     blocks = len(list(column_slabs(SHAPE, 7)))
     assert skipped[:3] == [0, 0, 0] and 0 < skipped[3] < blocks

@@ -189,8 +189,9 @@ def memory_budget(m: int, width: int, cavs: int, max_memory: int, where: str) ->
     its eigendecomposition needs (about five ``M x M`` float64). Per column: the float32
     block and the float16 piece read into it. The block takes what the Gram matrix leaves
     of a fixed working budget, so peak memory stays flat as ``M`` grows. Up to
-    ``KEEP_BYTES`` more (what the limit leaves) keeps the first blocks of the Gram pass for
-    the back-projection, which then reads and widens only the rest again.
+    ``KEEP_BYTES`` more, less the Gram matrix (and within what the limit leaves), keeps the
+    first blocks of the Gram pass for the back-projection, which then reads and widens only
+    the rest again.
     """
     gram = 5 * 8 * m * m
     fixed = BASE_BYTES + 4 * cavs * width + gram
@@ -203,4 +204,6 @@ def memory_budget(m: int, width: int, cavs: int, max_memory: int, where: str) ->
             f"use fewer clips, pooled activations (vt-embed --pool) or more memory")
     budget = min(left, max(WORKING_BYTES - gram, MIN_BLOCK_BYTES))
     columns = int(max(1, budget // per_column))
-    return Budget(columns, int(min(KEEP_BYTES, max(0, left - columns * per_column))))
+    # The kept blocks share their budget with the Gram matrix too: at 2,500 clips the Gram
+    # matrix alone is 250 MB, and keeping 256 MB more made the peak 1.33x the 250-clip one.
+    return Budget(columns, int(max(0, min(KEEP_BYTES - gram, left - columns * per_column))))
