@@ -143,6 +143,21 @@ def test_progress_lines_at_a_steady_interval_when_stderr_is_not_a_terminal():
     assert counts == sorted(counts)
 
 
+def test_progress_counts_clips_not_batches():
+    """vt-embed's batches count their clips: the line reads in the unit a user thinks in."""
+    script = """
+    import time
+    from vtcav_common import messages
+    messages.set_prog("vt-test")
+    for _ in messages.progress([[0] * 8, [0] * 8, [0] * 4], total=20, description="ball clips", size=len):
+        time.sleep(0.1)
+"""
+    result = _python(script, VTCAV_PROGRESS_INTERVAL="0.05")
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].startswith("vt-test: ball clips 20/20 (100%)"), result.stderr
+    assert {int(re.match(r"vt-test: ball clips (\d+)/20", line).group(1)) for line in lines} <= {0, 8, 16, 20}
+
+
 def test_quiet_silences_progress():
     result = _python(PROGRESS_SCRIPT.format(quiet=True), VTCAV_PROGRESS_INTERVAL="0.05")
     assert result.returncode == 0 and result.stderr == ""

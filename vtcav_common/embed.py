@@ -181,8 +181,9 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
         raise UsageError("give at least one layer with --layers (see --list-layers)")
     resolve_layers(loaded, layers)
     names = [s.name for s in input_sets]
-    if len(set(names)) != len(names):
-        raise UsageError(f"set names repeat: {', '.join(names)}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"set name(s) {', '.join(repeated)} given twice (a manifest's set is renamed with --name)")
     target_index = None if target is None else loaded.class_index(str(target))
     with_grads = set(names if grad_sets is None or target_index is None else grad_sets)
     unknown = sorted(with_grads - set(names))
@@ -222,8 +223,8 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
             sink = writer.add_set(input_set, len(loaded.class_names), np.dtype(dtype).type,
                                   np.dtype(grad_dtype).type if layer_pass is with_backward else None, batch_size,
                                   compress)
-            batches = progress(input_set.batches(batch_size), total=-(-input_set.n // batch_size),
-                                   description=f"{input_set.name}")
+            batches = progress(input_set.batches(batch_size), total=input_set.n,
+                               description=f"{input_set.name} clips", size=lambda batch: len(batch.ids))
             for batch in batches:
                 sink.write(batch, layer_pass(to_tensor(batch, loaded, device)))
                 heap.batch_done()

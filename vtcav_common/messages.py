@@ -43,15 +43,20 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def progress(iterable, total: int | None = None, description: str = ""):
-    """Iterate over ``iterable``, showing progress on stderr unless ``-q``."""
+def progress(iterable, total: int | None = None, description: str = "", size=None):
+    """Iterate over ``iterable``, showing progress on stderr unless ``-q``.
+
+    ``size(item)``: how many units an item counts for (a batch of clips counts its clips;
+    ``total`` is then in the same units); each item counts one without it.
+    """
     if _quiet:
         yield from iterable
         return
+    count = size or (lambda item: 1)
     if sys.stderr.isatty():
-        yield from _bar(iterable, total, description)
+        yield from _bar(iterable, total, description, count)
         return
-    yield from _lines(iterable, total, description, _interval())
+    yield from _lines(iterable, total, description, _interval(), count)
 
 
 def _interval() -> float:
@@ -62,7 +67,7 @@ def _interval() -> float:
         return DEFAULT_INTERVAL
 
 
-def _bar(iterable, total, description):
+def _bar(iterable, total, description, count):
     from rich.console import Console
     from rich.progress import Progress
 
@@ -70,7 +75,7 @@ def _bar(iterable, total, description):
         task = bar.add_task(description, total=total)
         for item in iterable:
             yield item
-            bar.advance(task)
+            bar.advance(task, count(item))
 
 
 def format_duration(seconds: float) -> str:
@@ -147,13 +152,13 @@ class _Ticker:
             self.print()
 
 
-def _lines(iterable, total, description, interval):
+def _lines(iterable, total, description, interval, count):
     ticker = _Ticker(description, total, interval)
     finished = False
     try:
         for item in iterable:
             yield item
-            ticker.done += 1
+            ticker.done += count(item)
         finished = True
     finally:
         ticker.stop(finished)
