@@ -57,7 +57,7 @@ sharded() {
         seq 0 $((SHARDS - 1)) | xargs -P "${JOBS:-$SHARDS}" -I{} "$@" --shard {}/"$SHARDS" \
             -o "$out/shards/$name.{}.$ext"
     fi
-    vt-merge --copy "$out/$file" "${files[@]}"
+    vt-merge --copy -o "$out/$file" "${files[@]}"
 }
 
 step "vt-detect: objects and tracks in every video"

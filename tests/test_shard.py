@@ -66,7 +66,7 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
     order = [json.loads(line)["video_id"] for line in labels.read_text().splitlines()]
     assert ids == set(order[4:8])                                  # the second block of the manifest's order
 
-    result = run_cli("vt-merge", tmp_path / "m.jsonl", tmp_path / "d2.jsonl", tmp_path / "d0.jsonl",
+    result = run_cli("vt-merge", "-o", tmp_path / "m.jsonl", tmp_path / "d2.jsonl", tmp_path / "d0.jsonl",
                      tmp_path / "d1.jsonl", check=True)
     assert (tmp_path / "m.jsonl").read_bytes() == (tmp_path / "all.jsonl").read_bytes()
     assert not (tmp_path / "m.jsonl.shard.json").exists()
@@ -83,6 +83,11 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
                                          f"(also {tmp_path / 'd1.jsonl'})"]
     plain = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "all.jsonl")
     assert plain.returncode == 1 and "not a shard" in plain.stderr and len(plain.stderr.splitlines()) == 1
+    for form in ([tmp_path / "d0.jsonl"], ["-o", tmp_path / "d0.jsonl"]):   # the output is one of the shards
+        over = run_cli("vt-merge", *form, tmp_path / "d0.jsonl", tmp_path / "d1.jsonl", tmp_path / "d2.jsonl")
+        assert over.returncode == 2 and len(over.stderr.splitlines()) == 1, over.stderr
+    alone = run_cli("vt-merge", tmp_path / "x.jsonl")
+    assert alone.returncode == 2 and "give the shard files" in alone.stderr
 
     to_stdout = run_cli("vt-detect", *detector, labels, "--shard", "0/2")
     assert to_stdout.returncode == 2 and "needs -o FILE" in to_stdout.stderr

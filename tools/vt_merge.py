@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List
+import os
+from typing import List, Optional
 
 import typer
 
-from vtcav_common import frame, messages
+from vtcav_common import frame, messages, options
 
 app = frame.make_app(
     "vt-merge",
@@ -20,16 +21,18 @@ app = frame.make_app(
          "the shard files where they are relative to OUT); `--copy` writes a self-contained file. "
          "See docs/scale.md.",
     epilog="Examples:\n\n"
-           "    vt-merge detections.jsonl detections.jsonl.0 detections.jsonl.1\n\n"
-           "    vt-merge acts.h5 shards/acts.*.h5\n\n"
-           "    vt-merge --copy maps.h5 maps.0.h5 maps.1.h5 maps.2.h5",
+           "    vt-merge -o detections.jsonl detections.jsonl.0 detections.jsonl.1\n\n"
+           "    vt-merge -o acts.h5 shards/acts.*.h5\n\n"
+           "    vt-merge --copy -o maps.h5 maps.0.h5 maps.1.h5 maps.2.h5\n\n"
+           "Without -o the first file is the output (the earlier form: vt-merge acts.h5 shards/acts.*.h5).",
 )
 
 
 @app.command()
 def merge(
-    output: str = typer.Argument(..., help="The merged file to write (atomically).", show_default=False),
-    shards: List[str] = typer.Argument(..., help="The shard files, in any order.", show_default=False),
+    shards: List[str] = typer.Argument(..., help="The shard files, in any order (without -o: the merged file "
+                                                 "first, then the shards).", show_default=False),
+    output: Optional[str] = options.output(None, help="The merged file to write (atomically)."),
     copy: bool = typer.Option(False, "--copy", help="HDF5: copy the arrays into OUT (self-contained) instead "
                                                     "of virtual datasets that read the shards."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
@@ -38,6 +41,13 @@ def merge(
     from vtcav_common.merge import merge_files
 
     messages.set_quiet(quiet)
+    if output is None:                     # the earlier form: OUT SHARD...
+        output, shards = shards[0], shards[1:]
+        from vtcav_common.files import refuse_overwriting_inputs
+
+        refuse_overwriting_inputs([p for p in shards if os.path.isfile(p)], [output])
+    if not shards:
+        raise frame.UsageError("give the shard files to merge (vt-merge -o OUT SHARD...)")
     summary = merge_files(shards, output, copy=copy)
     how = " (virtual datasets over the shards)" if summary["virtual"] else ""
     messages.info(f"vt-merge: {summary['shards']} {summary['kind']} shards, {summary['rows']} "

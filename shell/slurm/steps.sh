@@ -36,7 +36,7 @@ detect)
         vt-detect --detector "$DETECTOR" "$LABELS" --shard "$k/$SHARDS" -o "$shards/detections.$k.jsonl" ;;
 merge-detections)
     done_already "$out/detections.jsonl" || {
-        mapfile -t files < <(shard_files detections jsonl); vt-merge "$out/detections.jsonl" "${files[@]}"; } ;;
+        mapfile -t files < <(shard_files detections jsonl); vt-merge -o "$out/detections.jsonl" "${files[@]}"; } ;;
 concepts)
     done_already "$out/concepts.h5" || {
         d=$out/detections.jsonl
@@ -63,10 +63,10 @@ embed-grads)
 merge-acts)
     # --copy: the merged file stands alone, so the shards can be deleted afterwards
     done_already "$out/acts.h5" || {
-        mapfile -t files < <(shard_files acts h5); vt-merge --copy "$out/acts.h5" "${files[@]}"; } ;;
+        mapfile -t files < <(shard_files acts h5); vt-merge --copy -o "$out/acts.h5" "${files[@]}"; } ;;
 merge-grads)
     done_already "$out/grads.h5" || {
-        mapfile -t files < <(shard_files grads h5); vt-merge --copy "$out/grads.h5" "${files[@]}"; } ;;
+        mapfile -t files < <(shard_files grads h5); vt-merge --copy -o "$out/grads.h5" "${files[@]}"; } ;;
 tcav)
     done_already "$out/stats.jsonl" || {
         vt-cav "$out/acts.h5" --relative "$dynamic:$static" --seed "$SEED" -o "$out/cavs.h5"
