@@ -134,6 +134,6 @@ def test_pipeline_runs_shards_side_by_side_and_merges_them(fake, tmp_path):
     for k in range(2):
         assert f"--shard {k}/2 -o {shards}/detections.{k}.jsonl" in log
         assert f"--shard {k}/2 -o {shards}/acts.{k}.h5" in log and f"--shard {k}/2 -o {shards}/grads.{k}.h5" in log
-    assert f"vt-merge --copy -o {fake['out']}/detections.jsonl {shards}/detections.0.jsonl {shards}/detections.1.jsonl" \
-        in log
+    merged = f"vt-merge --copy -o {fake['out']}/detections.jsonl"
+    assert f"{merged} {shards}/detections.0.jsonl {shards}/detections.1.jsonl" in log
     assert sorted(_step(line) for line in log.splitlines()).count("vt-merge") == 3

@@ -175,7 +175,19 @@ def _run(app: typer.Typer, prog_name: str) -> None:
     counts: dict[tuple[str, str], int] = {}
     try:
         with _counting_warnings(counts):
-            app(prog_name=prog_name, standalone_mode=True)
+            # Not standalone: typer would print a usage error in a box of several lines; it
+            # becomes one line below, like every other error. An explicit exit comes back as
+            # its code (typer.Exit, --help, Ctrl-C as 130).
+            code = app(prog_name=prog_name, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            raise SystemExit(code)
+    except CLICK_ERROR as err:                        # an unknown option, a missing or bad argument
+        _print_warning_summary(counts)
+        print(f"{prog_name}: error: {_usage_line(err)} (see {prog_name} --help)", file=sys.stderr)
+        _exit(err.exit_code)
+    except typer.Abort:                               # end of input at a prompt
+        print(f"{prog_name}: aborted", file=sys.stderr)
+        _exit(1)
     except VtcavError as err:
         if os.environ.get("VTCAV_DEBUG"):
             raise
@@ -209,6 +221,18 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             print(f"{prog_name}: interrupted", file=sys.stderr)
         raise
     _print_warning_summary(counts)
+
+
+# click's base of usage and parameter errors (typer vendors click in recent versions): found
+# through the public typer.BadParameter, whichever click typer brings.
+CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_line(err) -> str:
+    """click's message on one line, without its guesses at what was meant (``--nope`` is not
+    a misspelt ``--model``)."""
+    text = " ".join(err.format_message().split())
+    return text.split(" (Possible options:")[0].split(" Did you mean")[0].rstrip(".")
 
 
 _prog = "vtcav"
