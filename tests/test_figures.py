@@ -36,6 +36,21 @@ def test_strip_has_times_and_colour_bar():
     assert x is not None and x >= tiles                          # hot on top, cold below, right of the tiles
 
 
+def test_overlay_video_frames_carry_their_time_captions_and_colour_bar():
+    rng = np.random.default_rng(1)
+    source = [(i, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for i in range(4)]
+    maps = [rng.random((2, 8, 8)).astype(np.float32) for _ in range(2)]
+    frames = list(overlay.overlay_frames(iter(source), np.array([0, 3]), maps, 1.0, enlarge=4,
+                                         captions=["plain: gradcam", "selective: sigma 1"], fps=10.0))
+    tiles_width = 2 * 32 * 4 + overlay.GAP
+    assert [f.shape for f in frames] == [(2 * overlay.BAND + 128, tiles_width + 64, 3)] * 4
+    assert jet_column(frames[0][:, tiles_width:]) is not None           # the colour bar, on every frame
+    top = [f[:overlay.BAND, :tiles_width] for f in frames]
+    assert not np.array_equal(top[0], top[1])                           # "0.00 s (f0)" vs "0.10 s (f1)"
+    captions = frames[0][overlay.BAND:2 * overlay.BAND, :tiles_width]
+    assert (captions < 128).any(axis=2)[:, :128].any() and (captions < 128).any(axis=2)[:, 130:].any()
+
+
 def test_contact_sheet_captions_rows():
     clips = np.full((2, 4, 16, 16, 3), 200, np.uint8)
     bare = contact_sheet(clips, "ace_00", frames=2, scale=2)

@@ -12,8 +12,9 @@ saturates), so spiky gradient maps stay visible.
   time in the source video, the plain map on the first row, the selective map on the next
   when there is one, and a colour bar giving the relevance each colour stands for;
 - ``<video_id>.gif`` (or ``.mp4``): every source frame with the map of its nearest
-  sampled frame, plain and selective side by side. GIFs are built in memory (short
-  clips); mp4 streams frame by frame.
+  sampled frame, plain and selective side by side, under the frame's time and each
+  map's caption, beside the same colour bar. GIFs are built in memory (short clips);
+  mp4 streams frame by frame.
 
 Files are written atomically and without timestamps: the same maps give the same bytes.
 """
@@ -154,16 +155,32 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- overlay video
 def overlay_frames(source: Iterator[tuple[int, np.ndarray]], indices: np.ndarray, maps: list[np.ndarray],
-                   scale: float, enlarge: int = 1) -> Iterator[np.ndarray]:
-    """For each source frame, the maps of its nearest sampled frame over it, side by side."""
+                   scale: float, enlarge: int = 1, captions: list[str] | None = None, fps: float = 0.0,
+                   bar_label: str = "relevance") -> Iterator[np.ndarray]:
+    """For each source frame, the maps of its nearest sampled frame over it, side by side.
+
+    Above the tiles: the frame's time in the source video and the sampled frame whose map is
+    shown, and each tile's caption (``captions``, e.g. plain / selective); on the right the
+    colour bar of the PNG strip, so a frame of the video reads on its own.
+    """
     indices = np.asarray(indices)
-    cached_at, cached = None, None
+    cached_at, cached, bar = None, None, None
     for index, frame in source:
         nearest = int(np.abs(indices - index).argmin())
         if nearest != cached_at:   # the resized heat changes only when the nearest sample does
             height, width = frame.shape[:2]
             cached_at, cached = nearest, [resize_map(m[nearest], height, width) / scale for m in maps]
-        yield _enlarge(_row([blend(frame, heat) for heat in cached]), enlarge)
+        tiles = [_enlarge(blend(frame, heat), enlarge) for heat in cached]
+        row = _row(tiles)
+        when = f"{index / fps:.2f} s (f{index})" if fps else f"frame {index}"
+        blocks = [_caption(row.shape[1], f"{when}, map of f{int(indices[nearest])}")]
+        if captions:
+            fit = max(4, tiles[0].shape[1] // 6)     # characters that fit a tile at this font size
+            blocks.append(_time_band(row.shape[1], tiles[0].shape[1], [c[:fit] for c in captions]))
+        image = np.concatenate([*blocks, row], axis=0)
+        if bar is None:
+            bar = colour_bar(image.shape[0], scale, bar_label)
+        yield np.concatenate([image, bar], axis=1)
 
 
 def write_overlay_video(path: str | Path, frames: Iterator[np.ndarray], fps: float, fmt: str) -> None:

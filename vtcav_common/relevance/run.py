@@ -188,6 +188,8 @@ def _pictures(video: VideoItem, outcome: _Outcome, options: ExplainOptions, expl
              f"frame {sampled.indices[c]}" for c in columns]
     overlay.write_png(folder / f"{stem}.png",
                       overlay.strip_image(sampled.frames, rows, columns, scale, enlarge, times, options.method))
-    frames = overlay.overlay_frames(iter_frames(video.path), sampled.indices, [m for _, m in rows], scale, enlarge)
+    frames = overlay.overlay_frames(iter_frames(video.path), sampled.indices, [m for _, m in rows], scale, enlarge,
+                                    captions=[caption for caption, _ in rows], fps=sampled.fps,
+                                    bar_label=options.method)
     overlay.write_overlay_video(folder / f"{stem}.{options.picture_format}", frames, sampled.fps,
                                 options.picture_format)
