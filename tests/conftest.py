@@ -20,6 +20,15 @@ os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "vtcav-t
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def ctrl_c_reaches_the_child() -> None:
+    """``preexec_fn`` for a command a test interrupts with SIGINT: the disposition a terminal's
+    foreground job has. A shell starts background jobs (``cmd &``, CI runners) with SIGINT
+    ignored, the commands then rightly ignore it too, and the test would time a whole run."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, input: str | None = None, check: bool = False, cwd: str | Path | None = None,
             ) -> subprocess.CompletedProcess:
     """Run a vt-* command (as installed console script) and capture its output."""

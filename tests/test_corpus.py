@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_reaches_the_child
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))
 import make_corpus  # noqa: E402
 
@@ -92,7 +94,7 @@ def run_signalled(case: make_corpus.Case, argv: list[str], c: Path, t: Path) -> 
     """Send the case's signal once the output's temporary file exists (mid-write), or close
     standard output at once (a reader that went away: SIGPIPE)."""
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=t,
-                               env=make_corpus.environment())
+                               env=make_corpus.environment(), preexec_fn=ctrl_c_reaches_the_child)
     if case.signal == "SIGPIPE":
         process.stdout.close()
         stderr = process.stderr.read()

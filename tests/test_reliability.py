@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import ctrl_c_reaches_the_child, run_cli
 from vtcav_common import files, records
 from vtcav_common.errors import UsageError, VtcavError
 
@@ -50,7 +50,8 @@ def test_signal_mid_write_cleans_up_and_keeps_the_earlier_output(tiny_world, tmp
     exe = Path(sys.executable).parent / "vt-concepts"
     process = subprocess.Popen([str(exe), "random", "--videos", str(tiny_world / "labels.jsonl"), "--sets", "40",
                                 "--clips-per-set", "40", "--size", "48", "-o", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ctrl_c_reaches_the_child)
     deadline = time.monotonic() + 120
     while not [p for p in tmp_path.iterdir() if p.name.startswith(".random.h5.vtcav-")]:
         assert process.poll() is None, process.communicate()[1]
