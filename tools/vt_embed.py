@@ -16,10 +16,11 @@ from vtcav_common.records import looks_like_manifest
 
 app = cli.make_app(
     "vt-embed",
-    help="Run a video model over concept clips (a clip-set HDF5 from vt-concepts) or over the videos "
-         "of a labels manifest, and write the activations of the named layers, from **one forward pass "
-         "per batch**, to an embeddings HDF5. With `--target CLASS`, also the gradient of that class's "
-         "logit at every named layer, from **one backward pass per batch**. Streams batch by batch, so "
+    help="Run a video model over concept clips (a clip-set HDF5 from vt-concepts) and/or the videos "
+         "of a labels manifest (several inputs go into one file), and write the activations of the named "
+         "layers, from **one forward pass per batch**, to an embeddings HDF5. With `--target CLASS`, also "
+         "the gradient of that class's logit at every named layer (of the sets `--grad-set` names), from "
+         "**one backward pass per batch**. Streams batch by batch, so "
          "memory stays bounded. `--list-layers` shows the layer names, types, output shapes and channel "
          "axes to choose from.",
     epilog="Examples:\n\n"
