@@ -179,8 +179,9 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             # becomes one line below, like every other error. An explicit exit comes back as
             # its code (typer.Exit, --help, Ctrl-C as 130).
             code = app(prog_name=prog_name, standalone_mode=False)
-        if isinstance(code, int) and not isinstance(code, bool) and code:
-            raise SystemExit(code)
+        # Exit as standalone typer did, also on success: callers that run a tool in their own
+        # process (tests, scripts) see SystemExit either way.
+        raise SystemExit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
     except CLICK_ERROR as err:                        # an unknown option, a missing or bad argument
         _print_warning_summary(counts)
         print(f"{prog_name}: error: {_usage_line(err)} (see {prog_name} --help)", file=sys.stderr)
