@@ -142,6 +142,24 @@ def test_embedding_shards_merge_to_the_unsharded_arrays(embedded, copy):
     assert shard["items"] == {"random_00": [2, 4, 5], "random_01": [2, 4, 5]}
 
 
+def test_one_run_over_clips_and_videos_shards_and_merges(embedded, world, tmp_path):
+    """vt-embed over a clip file and a manifest at once (--grad-set inputs), as 2 shards: the
+    merge equals the unsharded file, gradients for the videos only."""
+    embed = ["vt-embed", *TINY, "--layers", "block3", "--target", "right", "--grad-set", "inputs",
+             "--batch-size", "2", "-q", embedded / "clips.h5", world / "labels.jsonl", "--split", "test"]
+    run_cli(*embed, "-o", tmp_path / "whole.h5", check=True)
+    for k in range(2):
+        run_cli(*embed, "--shard", f"{k}/2", "-o", tmp_path / f"part{k}.h5", check=True)
+    run_cli("vt-merge", "--copy", "-o", tmp_path / "merged.h5", tmp_path / "part1.h5", tmp_path / "part0.h5",
+            check=True)
+    whole, whole_prov = _arrays(tmp_path / "whole.h5")
+    joined, joined_prov = _arrays(tmp_path / "merged.h5")
+    assert joined.keys() == whole.keys() and all(np.array_equal(joined[n], whole[n]) for n in whole)
+    assert "sets/inputs/grads/block3" in whole and "sets/random_00/grads/block3" not in whole
+    joined_prov.pop("merged_from")
+    assert joined_prov == whole_prov and whole_prov["grad_sets"] == ["inputs"]
+
+
 def test_a_moved_merge_reads_its_shards_and_a_lost_shard_reads_nan(embedded, tmp_path):
     out = embedded
     for name in ("part0.h5", "part1.h5", "part2.h5"):
