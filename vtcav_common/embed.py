@@ -185,7 +185,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     if repeated:
         raise UsageError(f"set name(s) {', '.join(repeated)} given twice (a manifest's set is renamed with --name)")
     target_index = None if target is None else loaded.class_index(str(target))
-    with_grads = set(names if grad_sets is None or target_index is None else grad_sets)
+    with_grads = set() if target_index is None else set(names if grad_sets is None else grad_sets)
     unknown = sorted(with_grads - set(names))
     if unknown:
         raise UsageError(f"--grad-set: no set {', '.join(unknown)} among {', '.join(names)}")
@@ -203,7 +203,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                   "target_index": target_index, "dtype": dtype,
                   "grad_dtype": grad_dtype if target_index is not None else None,
                   "inputs": inputs_name, "sets": names, "seed": seed,
-                  "grad_sets": [n for n in names if n in with_grads] if target_index is not None else [],
+                  "grad_sets": [n for n in names if n in with_grads],
                   "pool": pool.text if pool else None}
     if pool is not None:
         provenance["unpooled_shapes"] = {name: list(layer.shape) for name, layer in infos.items()}
@@ -219,10 +219,10 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     total, heap = 0, Heap()
     with EmbeddingsWriter(out, tool, provenance, stored) as writer:
         for input_set in input_sets:
-            layer_pass = with_backward if with_backward is not None and input_set.name in with_grads else forward_only
+            backward = input_set.name in with_grads
             sink = writer.add_set(input_set, len(loaded.class_names), np.dtype(dtype).type,
-                                  np.dtype(grad_dtype).type if layer_pass is with_backward else None, batch_size,
-                                  compress)
+                                  np.dtype(grad_dtype).type if backward else None, batch_size, compress)
+            layer_pass = with_backward if backward else forward_only
             batches = progress(input_set.batches(batch_size), total=input_set.n,
                                description=f"{input_set.name} clips", size=lambda batch: len(batch.ids))
             for batch in batches:

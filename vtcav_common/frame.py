@@ -221,7 +221,6 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             _remove_live_temps()
             print(f"{prog_name}: interrupted", file=sys.stderr)
         raise
-    _print_warning_summary(counts)
 
 
 # click's base of usage and parameter errors (typer vendors click in recent versions): found
