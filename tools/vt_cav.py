@@ -46,6 +46,10 @@ def cav(
     relative_resamples: int = typer.Option(0, "--relative-resamples", min=0,
                                            help="Relative CAVs per pair, each on a resample of 80% of the "
                                                 "clips (default: as many as random sets)."),
+    null_partners: int = typer.Option(10, "--null-partners", min=1,
+                                      help="Null: each random set is fitted against this many other random sets "
+                                           "(all of them when R <= this + 1), so that every random set can play "
+                                           "the concept's part in vt-stats' set-level test."),
     agreement: bool = typer.Option(False, "--agreement",
                                    help="Also fit the mean-difference CAV and store its cosine with each CAV."),
     seed: int = options.seed(help="Random seed (balancing, splits, SGD, resamples)."),
@@ -70,7 +74,7 @@ def cav(
         raise cli.UsageError(f"--max-memory must be a positive number of MB, got {max_memory}")
     options = FitOptions(classifier=classifier, seed=seed, agreement=agreement, device=device,
                          max_memory=None if max_memory is None else int(max_memory * (1 << 20)),
-                         skip_nonfinite=skip_nonfinite)
+                         skip_nonfinite=skip_nonfinite, null_partners=null_partners)
     known = [name for path in embeddings for name in selection.hdf5_set_names(str(path), "sets")]
     concepts = selection.expand(known, concepts, "set", ", ".join(map(str, embeddings)))  # --concept 'ball_*'
     fit_cavs(embeddings, output, layers=[name for name in layers.split(",") if name], concepts=concepts,

@@ -21,6 +21,7 @@ from .streaming import (Budget, LayerRows, Linalg, Part, available_memory, choos
                         worker_threads)
 
 RESAMPLE_FRACTION = 0.8
+NULL_PARTNERS = 10      # each random set against this many others (all others when R <= 11)
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,43 @@ class CAVTask:
     resample: bool = False  # relative CAVs are fitted on resampled clips
 
 
+def null_pairs(n: int, partners: int = NULL_PARTNERS) -> list[tuple[int, int]]:
+    """The random-vs-random CAVs: each of ``n`` random sets against its ``partners`` nearest sets
+    on a ring (``partners // 2`` on each side; every other set when ``partners >= n - 1``), each
+    unordered pair once.
+
+    Why pairs on a ring: the set-level test (stats/setlevel.py) lets every random set play the
+    concept's part against the others, so each set needs several partners; a CAV of i against j
+    read from j's side is the same boundary reversed, so one fit serves both.  A ring bounds the
+    cost at ``n * partners / 2`` CAVs instead of ``n (n - 1) / 2``; every set has as many partners.
+
+    >>> null_pairs(4)
+    [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    >>> null_pairs(6, partners=2)
+    [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5)]
+    """
+    if n < 2:
+        return []
+    if partners >= n - 1:
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    pairs = []
+    for distance in range(1, max(1, partners // 2) + 1):
+        for i in range(n):
+            pair = tuple(sorted((i, (i + distance) % n)))
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
 def plan(concepts: list[str], randoms: list[str], relative: list[tuple[str, str]],
-         relative_resamples: int) -> list[CAVTask]:
+         relative_resamples: int, null_partners: int = NULL_PARTNERS) -> list[CAVTask]:
     """Every concept x random set, the random-vs-random null, and relative pairs."""
     if len(randoms) < 2:
         raise VtcavError(f"need at least 2 random sets for the null distribution, got {len(randoms)}")
     tasks = [CAVTask(c, r, "concept", i) for c in concepts for i, r in enumerate(randoms)]
-    # Null: each random set against the next one, scored exactly like the concepts.
-    tasks += [CAVTask(r, randoms[(i + 1) % len(randoms)], "null", i) for i, r in enumerate(randoms)]
+    # Null: random sets against each other (null_pairs), scored exactly like the concepts.
+    tasks += [CAVTask(randoms[i], randoms[j], "null", number)
+              for number, (i, j) in enumerate(null_pairs(len(randoms), null_partners))]
     tasks += [CAVTask(a, b, "relative", i, resample=True)
               for a, b in relative for i in range(relative_resamples)]
     return tasks
@@ -57,6 +87,7 @@ class FitOptions:
     device: str = "auto"
     max_memory: int | None = None     # bytes; None: the memory the kernel says is available
     skip_nonfinite: bool = False      # drop clips with non-finite activations instead of refusing
+    null_partners: int = NULL_PARTNERS  # random sets each random set is fitted against (the null)
 
 
 @dataclass
@@ -188,7 +219,7 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
     if len(randoms) < 2:
         raise VtcavError(f"{', '.join(emb.path for emb in files)}: need at least 2 sets of role 'random' for the "
                          f"null distribution (vt-concepts random --sets), found {len(randoms)}")
-    tasks = plan(concept_names, randoms, relative, relative_resamples or len(randoms))
+    tasks = plan(concept_names, randoms, relative, relative_resamples or len(randoms), options.null_partners)
     used = sorted({t.concept for t in tasks} | {t.against for t in tasks})
     small = [name for name in used if infos[name].n < 3]
     if small:   # caught before any work, naming the file (fit_cav would say it per CAV, file unknown)
@@ -205,12 +236,14 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
     provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
     provenance.update(layers=chosen, classifier=options.classifier, seed=options.seed,
                       sources=[emb.path for emb in files], source_runs=[emb.run_id for emb in files],
-                      concepts=concept_names, randoms=randoms, relative=[list(p) for p in relative])
+                      concepts=concept_names, randoms=randoms, relative=[list(p) for p in relative],
+                      null_partners=min(options.null_partners, len(randoms) - 1))
     if options.skip_nonfinite:
         provenance["skip_nonfinite"] = True
-    n_relative = len(tasks) - (len(concept_names) + 1) * len(randoms)
+    n_null = sum(t.kind == "null" for t in tasks)
+    n_relative = len(tasks) - len(concept_names) * len(randoms) - n_null
     info(f"{len(tasks)} CAVs per layer ({len(concept_names)} concept(s) x {len(randoms)} random sets, "
-         f"{len(randoms)} null, {n_relative} relative) at {len(chosen)} layer(s), classifier {options.classifier}, "
+         f"{n_null} null, {n_relative} relative) at {len(chosen)} layer(s), classifier {options.classifier}, "
          f"{layer_rows[0].m} clips, products on {linalg.name}")
     summary = FitSummary(chosen, tasks, linalg.name)
     import_in_background("sklearn.model_selection", "sklearn.linear_model")
