@@ -36,6 +36,9 @@ def score(
                                                 "flip their signs at random (the expected derivative along any "
                                                 "CAV is then zero)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --permute-gradients."),
+    per_input: bool = typer.Option(True, "--per-input/--no-per-input",
+                                   help="Write every input's directional derivative in the records (vt-stats "
+                                        "bootstraps its intervals over the inputs with them)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite",
                                         help="Drop inputs with NaN/inf gradients (counted on stderr) instead of "
                                              "refusing the file."),
@@ -52,7 +55,7 @@ def score(
         if len(matched) > 1:
             raise cli.UsageError(f"--set {set_name}: matches {', '.join(matched)}; vt-score scores one set")
         set_name = matched[0]
-    options = ScoreOptions(set_name=set_name, permute_gradients=permute_gradients, seed=seed,
+    options = ScoreOptions(set_name=set_name, permute_gradients=permute_gradients, seed=seed, per_input=per_input,
                            skip_nonfinite=skip_nonfinite)
     records = score_cavs(cavs, gradients, options, warn=cli.warn)
     if concepts:  # --concept 'ball_*': only these concepts' scores (and every null score)

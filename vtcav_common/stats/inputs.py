@@ -40,6 +40,13 @@ def check_scores(located: Iterable[tuple[str, dict]], name: str, allow_mixed_run
             value = record[field]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise VtcavError(f"{where}: '{field}' is not a finite number ({value!r})")
+        derivatives = record.get("derivatives")
+        if derivatives is not None:
+            if (not isinstance(derivatives, list) or not all(
+                    isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d) for d in derivatives)):
+                raise VtcavError(f"{where}: 'derivatives' is not a list of finite numbers")
+            if isinstance(record.get("n_inputs"), int) and len(derivatives) != record["n_inputs"]:
+                raise VtcavError(f"{where}: {len(derivatives)} derivatives for n_inputs {record['n_inputs']}")
         run = _run(record)
         key = (record["target"], record["layer"], record["concept"], record["against"], record["kind"],
                record.get("replicate"), run)

@@ -40,11 +40,16 @@ class ScoreRecord:
     cav_run: str
     gradients_run: str
     control: str | None = None   # "permuted-gradients" for the negative control
+    n_clips: int | None = None   # clips a side the CAV was fitted on (balanced)
+    # the directional derivative of every input (5 significant digits), in the gradients file's
+    # order: vt-stats bootstraps over inputs with them (intervals) and mirrors null CAVs exactly
+    derivatives: list[float] | None = None
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        if record["control"] is None:
-            del record["control"]
+        for optional in ("control", "n_clips", "derivatives"):
+            if record[optional] is None:
+                del record[optional]
         return record
 
     def to_json(self) -> str:
@@ -58,6 +63,7 @@ class ScoreOptions:
     permute_gradients: bool = False   # negative control
     seed: int = 0
     skip_nonfinite: bool = False      # drop inputs with non-finite gradients instead of refusing
+    per_input: bool = True            # write every input's derivative in the records
 
 
 def score_cavs(cavs: str | Path, gradients: str | Path, options: ScoreOptions = ScoreOptions(),
@@ -86,7 +92,7 @@ def score_cavs(cavs: str | Path, gradients: str | Path, options: ScoreOptions = 
             if constancy.constant and derivatives.shape[0] > 1:
                 warn(f"{gradients}: the gradient at layer '{layer}' is the same for every input (the layer "
                      f"feeds a linear read-out); its TCAV scores can only be 0 or 1")
-            for row, s, m in zip(layer_cavs.table, sign_count, magnitude):
+            for column, (row, s, m) in enumerate(zip(layer_cavs.table, sign_count, magnitude)):
                 records.append(ScoreRecord(
                     target=target, layer=layer, concept=row["concept"], against=row["against"], kind=row["kind"],
                     replicate=int(row["replicate"]), score=round(float(s), 6), magnitude=float(m),
@@ -94,8 +100,16 @@ def score_cavs(cavs: str | Path, gradients: str | Path, options: ScoreOptions = 
                     classifier=cav_file.provenance.get("classifier"),
                     model=(cav_file.provenance.get("model") or {}).get("arch"),
                     cav_run=cav_file.run_id, gradients_run=grads.run_id,
-                    control="permuted-gradients" if options.permute_gradients else None))
+                    control="permuted-gradients" if options.permute_gradients else None,
+                    n_clips=_clips_a_side(row),
+                    derivatives=[float(f"{d:.5g}") for d in derivatives[:, column]] if options.per_input else None))
     return records
+
+
+def _clips_a_side(row: dict) -> int | None:
+    if "n_train" in row and "n_test" in row:
+        return int(row["n_train"] + row["n_test"]) // 2
+    return None
 
 
 def _inputs_set(grads: Embeddings, set_name: str) -> str:
