@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 from vtcav_common.cav import ActivationSpace, fit_cav  # noqa: E402
 from vtcav_common.embeddings import Embeddings  # noqa: E402
 from vtcav_common.scoring import tcav_scores  # noqa: E402
-from vtcav_common.stats import FAMILIES, TESTS, correct, significance_tests  # noqa: E402
-from vtcav_common.stats.hypotheses import family_key  # noqa: E402
+from vtcav_common.stats import significance_tests  # noqa: E402
+from vtcav_common.tcav.fitting import NULL_PARTNERS, RESAMPLE_FRACTION, plan  # noqa: E402
 
 LAYERS = ["block1", "block2", "block3"]
 TARGET = "right"
@@ -112,39 +112,46 @@ def products(acts: Path, grads: Path, columns: int = 32768) -> dict[str, dict]:
     return out
 
 
-def repetition(layers: dict, r: int, clips: int, nulls: int, seed: int) -> list[dict]:
-    """One experiment: R random sets, ``nulls`` null concepts and ball_right, scored at every layer."""
-    rng = np.random.default_rng([seed, r])
+def repetition(layers: dict, r: int, clips: int, nulls: int, seed: int, partners: int = NULL_PARTNERS) -> list[dict]:
+    """One experiment: R random sets, ``nulls`` null concepts, ball_right, and one relative pair of
+    null concepts (null_0 vs null_1, R resamples), with vt-cav's plan of null CAVs; scored at
+    every layer."""
+    rng = np.random.default_rng([seed, r, clips])
     any_layer = next(iter(layers.values()))
     drawn = rng.choice(any_layer["pool"], (r + nulls) * clips, replace=False).reshape(r + nulls, clips)
     sets = {f"random_{i:02d}": drawn[i] for i in range(r)}
     sets.update({f"null_{j}": drawn[r + j] for j in range(nulls)})
     sets["ball_right"] = rng.choice(any_layer["concept"], clips, replace=False)
     randoms = [f"random_{i:02d}" for i in range(r)]
-    tasks = [(c, rnd, "concept", i) for c in [f"null_{j}" for j in range(nulls)] + ["ball_right"]
-             for i, rnd in enumerate(randoms)]
-    tasks += [(rnd, randoms[(i + 1) % r], "null", i) for i, rnd in enumerate(randoms)]
+    tasks = plan([f"null_{j}" for j in range(nulls)] + ["ball_right"], randoms,
+                 [("null_0", "null_1")] if nulls >= 2 else [], r, partners)
     records = []
     for layer, mats in layers.items():
         gram = mats["gram"]
         mix = np.zeros((len(gram), len(tasks)))
         coefs = []
-        for number, (concept, against, _, _) in enumerate(tasks):
+        for number, task in enumerate(tasks):
+            positive, negative = sets[task.concept], sets[task.against]
+            fit_seed = int(rng.integers(2 ** 31))
+            if task.resample:       # relative CAVs: vt-cav's resamples of 80% of each side
+                sub = np.random.default_rng(fit_seed)
+                positive = np.sort(sub.choice(positive, max(3, int(RESAMPLE_FRACTION * len(positive))), replace=False))
+                negative = np.sort(sub.choice(negative, max(3, int(RESAMPLE_FRACTION * len(negative))), replace=False))
             # The space of this CAV's own rows: the same boundary as in the span of every set
             # (an L2 linear classifier is rotation-invariant), at the cost of 2x15 dimensions.
-            rows = np.concatenate([sets[concept], sets[against]])
+            rows = np.concatenate([positive, negative])
             space = ActivationSpace.from_gram(gram[np.ix_(rows, rows)])
-            n = len(sets[concept])
-            fit = fit_cav(space, np.arange(n), np.arange(n, len(rows)), "sgd", seed=int(rng.integers(2 ** 31)))
+            n = len(positive)
+            fit = fit_cav(space, np.arange(n), np.arange(n, len(rows)), "sgd", seed=fit_seed)
             mix[rows, number] = space.mix(fit.coef)[:, 0]
             coefs.append((fit.coef, fit.accuracy))
         norms = np.sqrt(np.einsum("nk,nm,mk->k", mix, mats["gram"], mix))
         derivatives = mats["cross"] @ mix / norms                                # inputs x k
         sign, magnitude = tcav_scores(derivatives)
-        for (concept, against, kind, replicate), (_, accuracy), s, m in zip(tasks, coefs, sign, magnitude):
-            records.append({"target": TARGET, "layer": layer, "concept": concept, "against": against, "kind": kind,
-                            "replicate": replicate, "score": float(s), "magnitude": float(m),
-                            "cav_accuracy": accuracy})
+        for number, (task, (_, accuracy), s, m) in enumerate(zip(tasks, coefs, sign, magnitude)):
+            records.append({"target": TARGET, "layer": layer, "concept": task.concept, "against": task.against,
+                            "kind": task.kind, "replicate": task.replicate, "score": float(s), "magnitude": float(m),
+                            "cav_accuracy": accuracy, "derivatives": derivatives[:, number].tolist()})
     return records
 
 
@@ -153,19 +160,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/vtcav-calibration"))
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--rs", default="10,20,50", help="values of R")
-    parser.add_argument("--clips", type=int, default=15, help="clips per set (the demo uses 40)")
+    parser.add_argument("--clips", default="15,40", help="clips per set (the demo uses 40)")
     parser.add_argument("--nulls", type=int, default=2, help="null concepts per repetition")
-    parser.add_argument("--pool", type=int, default=800)
-    parser.add_argument("--concept-pool", type=int, default=150)
-    parser.add_argument("--world-seed", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=2200)
+    parser.add_argument("--concept-pool", type=int, default=200)
+    parser.add_argument("--world-seed", type=int, default=2)
+    parser.add_argument("--partners", type=int, default=NULL_PARTNERS, help="vt-cav --null-partners")
     parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--tests", default=",".join(TESTS))
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--tests", default="set,set-score,set-rank,ttest")
     args = parser.parse_args()
     rs = [int(v) for v in args.rs.split(",")]
-    tests, families = args.tests.split(","), args.families.split(",")
-    if max(rs) * args.clips + args.nulls * args.clips > args.pool:
-        parser.error("--pool too small for the largest R")
+    clip_sizes = [int(v) for v in args.clips.split(",")]
+    tests = args.tests.split(",")
+    if max(rs) * max(clip_sizes) + args.nulls * max(clip_sizes) > args.pool:
+        parser.error("--pool too small for the largest R and clips")
     args.work.mkdir(parents=True, exist_ok=True)
     started, cpu0 = time.perf_counter(), time.process_time()
     acts, grads = build_pools(args.work, args.pool, args.concept_pool, args.world_seed)
@@ -177,53 +185,59 @@ def main() -> None:
     else:
         layers = products(acts, grads)
         np.savez(cache, **{f"{l}/{k}": v for l, mats in layers.items() for k, v in mats.items()})
-    # counts[(test, family, r)] -> [null significant, null tested, reps with any null significant,
-    #                               raw null p < alpha, {layer: concept significant}]
-    fp, fw, raw, power, nulls_tested = (defaultdict(int) for _ in range(5))
+    # per (test, R, clips): null-concept hypotheses tested, raw p < alpha, significant after
+    # Bonferroni over every hypothesis of the repetition; relative null pairs alike; power per layer.
+    count = defaultdict(int)
     from vtcav_common.tcav import quiet_convergence
-    for r in rs:
-        for rep in range(args.reps):
-            records = quiet_convergence(repetition, layers, r, args.clips, args.nulls, seed=1000 + rep)
-            for test in tests:
-                # The test's p does not depend on the family: test once, correct per family.
-                results = significance_tests(records, "none", args.alpha, test=test, seed=rep, explain=False)
-                for family in families:
-                    groups = defaultdict(list)
+    for clips in clip_sizes:
+        for r in rs:
+            if not args.reps:
+                continue
+            for rep in range(args.reps):
+                records = quiet_convergence(repetition, layers, r, clips, args.nulls, seed=5000 + rep,
+                                            partners=args.partners)
+                for test in tests:
+                    results = significance_tests(records, "bonferroni", args.alpha, test=test, family="all",
+                                                 seed=rep, explain=False)
+                    key = (test, r, clips)
+                    nulls = [x for x in results if x["concept"].startswith("null_") and x["kind"] == "concept"]
+                    relative = [x for x in results if x["kind"] == "relative"]
+                    count[(*key, "null")] += len(nulls)
+                    count[(*key, "raw")] += sum(x["p"] < args.alpha for x in nulls)
+                    count[(*key, "fp")] += sum(x["p_corrected"] < args.alpha for x in nulls)
+                    count[(*key, "fwer")] += any(x["p_corrected"] < args.alpha for x in nulls + relative)
+                    count[(*key, "rel")] += len(relative)
+                    count[(*key, "rel_raw")] += sum(x["p"] < args.alpha for x in relative)
                     for x in results:
-                        groups[family_key(family, x)].append(x)
-                    key = (test, family, r)
-                    for members in groups.values():
-                        for x, p_adj in zip(members, correct([x["p"] for x in members], "bonferroni")):
-                            x["significant"] = bool(p_adj < args.alpha and x["cav_ok"])
-                    null_results = [x for x in results if x["concept"].startswith("null_")]
-                    nulls_tested[key] += len(null_results)
-                    hits = sum(x["significant"] for x in null_results)
-                    fp[key] += hits
-                    fw[key] += hits > 0
-                    raw[key] += sum(x["p"] < args.alpha for x in null_results)
-                    for x in results:
-                        if x["concept"] == "ball_right":
-                            power[(*key, x["layer"])] += x["significant"] and x["direction"] == "+"
-        print(f"  R={r}: {args.reps} repetitions done ({time.perf_counter() - built:.0f} s)", file=sys.stderr)
+                        if x["concept"] == "ball_right" and x["kind"] == "concept" and x["direction"] == "+":
+                            count[(*key, "power_raw", x["layer"])] += x["p"] < args.alpha
+                            count[(*key, "power", x["layer"])] += x["p_corrected"] < args.alpha
+            print(f"  clips {clips}, R={r}: {args.reps} repetitions done ({time.perf_counter() - built:.0f} s)",
+                  file=sys.stderr)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
     print(f"# vtcav calibration: world seed {args.world_seed}, class '{TARGET}', tiny classifier, {args.reps} "
-          f"repetitions per R, {args.clips} clips per set, {args.nulls} null concepts + ball_right per repetition,"
-          f" layers {', '.join(LAYERS)}; Bonferroni, alpha {args.alpha}")
-    print("# FPR: null-concept hypotheses significant after correction; FWER: repetitions with any; raw: "
-          "uncorrected p < alpha; power: repetitions where ball_right is significantly positive")
+          f"repetitions per R and clip count, {args.nulls} null concepts + ball_right + one relative pair of null "
+          f"concepts per repetition, layers {', '.join(LAYERS)}, null partners {args.partners}; alpha {args.alpha}")
+    print("# raw: null-concept hypotheses with uncorrected p < alpha (target: 0.05 within Monte Carlo error); "
+          "rel raw: the same for the relative null pair; Bonf: null hypotheses significant after Bonferroni over "
+          "every hypothesis of the repetition (12 to 15); FWER: repetitions with any; power: ball_right "
+          "significantly positive per layer, raw / after Bonferroni (CAV-accuracy gate not applied)")
     print(f"# {elapsed:.0f} s wall ({elapsed - (built - started):.0f} s after the pools were built), {cpu:.0f} s CPU "
           f"in this process, on a shared, loaded 2-core machine")
-    header = f"| test | family | R | FPR | FWER | raw | {' | '.join('power ' + l for l in LAYERS)} |"
+    header = (f"| test | clips | R | raw | rel raw | Bonf | FWER | "
+              f"{' | '.join('power ' + l for l in LAYERS)} |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for test in tests:
-        for family in families:
+        for clips in clip_sizes:
             for r in rs:
-                key = (test, family, r)
-                n = max(nulls_tested[key], 1)
-                cells = [f"{fp[key] / n:.3f}", f"{fw[key] / args.reps:.2f}", f"{raw[key] / n:.3f}"]
-                cells += [f"{power[(*key, l)] / args.reps:.2f}" for l in LAYERS]
-                print(f"| {test} | {family} | {r} | {' | '.join(cells)} |")
+                key = (test, r, clips)
+                n, nr = max(count[(*key, "null")], 1), max(count[(*key, "rel")], 1)
+                cells = [f"{count[(*key, 'raw')] / n:.3f}", f"{count[(*key, 'rel_raw')] / nr:.3f}",
+                         f"{count[(*key, 'fp')] / n:.3f}", f"{count[(*key, 'fwer')] / max(args.reps, 1):.2f}"]
+                cells += [f"{count[(*key, 'power_raw', l)] / max(args.reps, 1):.2f} / "
+                          f"{count[(*key, 'power', l)] / max(args.reps, 1):.2f}" for l in LAYERS]
+                print(f"| {test} | {clips} | {r} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_family_sets_m(family, expected_m):
         for layer in ("l1", "l2"):
             records += _records(layer, rng.uniform(0.8, 1.0, 10), null, target=target)
             records += _records(layer, rng.uniform(0.8, 1.0, 10), [], concept="d", target=target)
-    results = significance_tests(records, "bonferroni", family=family)
+    results = significance_tests(records, "bonferroni", family=family, test="ttest")
     assert {r["m"] for r in results} == {expected_m}
     for r in results:
         assert r["family"] == family and r["test"] == "ttest" and r["R"] == 10
@@ -106,10 +106,14 @@ def test_family_keeps_one_concepts_verdict_from_depending_on_another():
     null = rng.uniform(0.2, 0.8, 10)
     strong = _records("l1", rng.uniform(0.75, 0.95, 10), null, concept="a")
     extra = sum((_records("l2", rng.uniform(0.3, 0.7, 10), null, concept=c) for c in "bcdefgh"), [])
-    p_alone = next(r for r in significance_tests(strong, family="layer") if r["concept"] == "a")["p_corrected"]
-    p_more = next(r for r in significance_tests(strong + extra, family="layer") if r["concept"] == "a")["p_corrected"]
+    def p_of_a(records, family):
+        return next(r for r in significance_tests(records, family=family, test="ttest")
+                    if r["concept"] == "a")["p_corrected"]
+
+    p_alone = p_of_a(strong, "layer")
+    p_more = p_of_a(strong + extra, "layer")
     assert p_alone == p_more
-    p_all = next(r for r in significance_tests(strong + extra, family="all") if r["concept"] == "a")["p_corrected"]
+    p_all = p_of_a(strong + extra, "all")
     assert p_all > p_more
 
 
@@ -119,7 +123,7 @@ def test_vt_stats_states_what_it_tested_and_marks_unreachable(tmp_path):
     records = sum((_records(layer, [1.0] * 10, null if c == "a" else [], concept=c) for layer in ("l1", "l2", "l3")
                    for c in ("a", "b", "c")), [])
     scores = _write(tmp_path / "scores.jsonl", records)
-    result = run_cli("vt-stats", scores)
+    result = run_cli("vt-stats", scores, "--test", "ttest")
     assert result.returncode == 0, result.stderr
     stats = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(stats) == 9

@@ -104,7 +104,7 @@ def _records(layer, concept_scores, null_scores, accuracy=0.9, target="right"):
 def test_t_test_against_null_with_bonferroni():
     rng = np.random.default_rng(0)
     concept, null = rng.normal(0.9, 0.05, 10), rng.normal(0.5, 0.2, 10)
-    results = significance_tests(_records("l1", concept, null) + _records("l2", null[::-1], null))
+    results = significance_tests(_records("l1", concept, null) + _records("l2", null[::-1], null), test="ttest")
     assert [r["layer"] for r in results] == ["l1", "l2"]
     expected = scipy_stats.ttest_ind(concept, null)
     assert results[0]["p"] == pytest.approx(expected.pvalue)
@@ -115,7 +115,7 @@ def test_t_test_against_null_with_bonferroni():
 
 def test_concept_with_chance_cavs_is_never_significant():
     concept, null = np.linspace(0.94, 0.96, 10), np.linspace(0.3, 0.7, 10)
-    (result,) = significance_tests(_records("l1", concept, null, accuracy=0.5))
+    (result,) = significance_tests(_records("l1", concept, null, accuracy=0.5), test="ttest")
     assert result["p"] < 1e-6 and not result["cav_ok"] and not result["significant"]
 
 
@@ -168,8 +168,8 @@ def test_cav_score_stats_pipeline_recovers_the_planted_direction(toy_files, tmp_
     run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, "--relative", "up:down", "--seed", "1", check=True)
     scores = run_cli("vt-score", cavs, toy_files / "grads.h5", check=True).stdout
     rows = [json.loads(line) for line in scores.splitlines()]
-    # 2 layers x (2 concepts x 6 randoms + 6 null + 6 relative)
-    assert len(rows) == 2 * (12 + 6 + 6)
+    # 2 layers x (2 concepts x 6 randoms + 15 null (every pair of the 6 randoms) + 6 relative)
+    assert len(rows) == 2 * (12 + 15 + 6)
     up = [r["score"] for r in rows if r["concept"] == "up" and r["kind"] == "concept"]
     down = [r["score"] for r in rows if r["concept"] == "down" and r["kind"] == "concept"]
     assert np.mean(up) > 0.9 and np.mean(down) < 0.1

@@ -13,12 +13,14 @@ from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST
 
 app = cli.make_app(
     "vt-stats",
-    help="Test TCAV scores for significance: per target, layer and concept, a two-sample test "
-         "of the concept's R values (one per random set) against the random-vs-random null "
-         f"(default: {DEFAULT_TEST}, Student's two-sided t-test as in the paper), corrected for the "
+    help="Test TCAV scores for significance: per target, layer and concept, the concept's clip set "
+         "against every random set playing the concept's part (default: set, a set-level prediction t-test "
+         "of the mean directional derivative, calibrated on its own; --test ttest is the paper's t-test of "
+         "the R CAV scores against the random-vs-random CAVs), corrected for the "
          f"hypotheses of a family (default: {DEFAULT_CORRECTION} over '{DEFAULT_FAMILY}'). Writes JSONL "
-         "records (mean ± std, null, statistic, p, corrected p, family and m, the smallest attainable p, "
-         "effect size, CAV accuracy) on stdout or -o, a readable table on stderr, and optionally the "
+         "records (mean score with its bootstrap interval over random sets and inputs, the null's band, "
+         "statistic, p, corrected p, family and m, the smallest attainable p, effect size, CAV accuracy) "
+         "on stdout or -o, a readable table on stderr, and optionally the "
          "figure (--plot: PNG, PDF or SVG by the extension).",
     epilog="Examples:\n\n"
            "    vt-stats scores.jsonl --plot tcav.pdf > stats.jsonl\n\n"
@@ -77,9 +79,9 @@ def stats(
         write_records([strict(r) for r in results], out)
     if table and not quiet:
         print_table(results)
-    warning = reachability_warning(results)
-    if warning:
-        cli.warn(warning)
+    for warning in (reachability_warning(results), clips_warning(results)):
+        if warning:
+            cli.warn(warning)
     if plot:
         from vtcav_common.plots import plot_scores
         plot_scores(results, plot, title)
@@ -106,6 +108,21 @@ def reachability_warning(results: list[dict]) -> str | None:
     return text
 
 
+def clips_warning(results: list[dict], near: float = 4.0) -> str | None:
+    """One line for the near misses of a set-level test: where more clips a set (not more CAVs) would do."""
+    misses = [r for r in results if r.get("clips_needed") and r.get("n_clips")
+              and r["clips_needed"] <= near * r["n_clips"]]
+    if not misses:
+        return None
+    worst = max(misses, key=lambda r: r["clips_needed"])
+    names = ", ".join(f"{r['concept']}{'' if r['against'] == 'random' else ' vs ' + r['against']} at {r['layer']}"
+                      for r in misses[:4]) + (f" and {len(misses) - 4} more" if len(misses) > 4 else "")
+    return (f"{len(misses)} hypothes{'is' if len(misses) == 1 else 'es'} not significant with {worst['n_clips']} "
+            f"clips a set would be with about {worst['clips_needed']} clips a set ({names}), if the random sets' "
+            f"spread shrinks as 1/sqrt(clips); more random sets would not help as much (see clips_needed, "
+            f"docs/statistics.md)")
+
+
 def print_table(results: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -115,8 +132,10 @@ def print_table(results: list[dict]) -> None:
                         f"family '{first['family']}', alpha={first['alpha']}",
                   caption="sig: yes +/- significant above/below the null; unreachable: no p this test can give "
                           "with this R would be significant")
-    for column in ("target", "layer", "concept", "against", "R", "score", "null", "p", "p corr", "m", "p min",
-                   "d", "CAV acc", "sig"):
+    sets = first.get("null_design") == "sets"
+    for column in ("target", "layer", "concept", "against", "R", "score [95% CI]" if "ci_low" in first else "score",
+                   "null band" if "null_low" in first else "null", "p", "p corr", "m", "p min",
+                   "z" if sets else "d", "CAV acc", "sig"):
         table.add_column(column, justify="right" if column not in ("target", "layer", "concept", "against") else "left")
     for r in results:
         if r["significant"]:
@@ -128,10 +147,17 @@ def print_table(results: list[dict]) -> None:
         else:
             sig = "no"
         table.add_row(r["target"], r["layer"], r["concept"], r["against"], str(r["R"]),
-                      f"{r['mean']:.2f} ± {r['std']:.2f}", f"{r['null_mean']:.2f} ± {r['null_std']:.2f}",
+                      _interval(r["mean"], r.get("ci_low"), r.get("ci_high"), r["std"]),
+                      _interval(r["null_mean"], r.get("null_low"), r.get("null_high"), r["null_std"]),
                       f"{r['p']:.2g}", f"{r['p_corrected']:.2g}", str(r["m"]), f"{r['p_min_attainable']:.2g}",
                       f"{r['effect_size']:.1f}", f"{r['cav_accuracy']:.2f}", sig)
     Console(stderr=True, width=160).print(table)
+
+
+def _interval(centre: float, low, high, std: float) -> str:
+    if low is None or high is None:
+        return f"{centre:.2f} ± {std:.2f}"
+    return f"{centre:.2f} [{low:.2f}, {high:.2f}]"
 
 
 main = cli.entry(app, "vt-stats")

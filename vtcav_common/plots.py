@@ -87,15 +87,18 @@ def _panel(plt, ax, rows: list[dict], relative: bool, low: float, high: float) -
             r = by_layer.get(layer)
             if r is None:
                 continue
-            ax.bar(px, r["mean"], width, yerr=r["std"], capsize=3, color=colour, edgecolor="black", linewidth=0.4,
-                   hatch="///" if not r["reachable"] else None, error_kw={"elinewidth": 0.8})
+            below, above = _interval(r)
+            ax.bar(px, r["mean"], width, yerr=[[r["mean"] - below], [above - r["mean"]]], capsize=3, color=colour,
+                   edgecolor="black", linewidth=0.4, hatch="///" if not r["reachable"] else None,
+                   error_kw={"elinewidth": 0.8})
             if r["significant"]:
                 up = r["direction"] == "+"
-                y = r["mean"] + r["std"] + 0.04 if up else r["mean"] - r["std"] - 0.04
+                y = above + 0.04 if up else below - 0.04
                 ax.plot(px, y, "^" if up else "v", color="black", markersize=7)
-    null = {r["layer"]: (r["null_mean"], r["null_std"]) for r in rows}
+    null = {r["layer"]: (r["null_mean"], *_null_interval(r)) for r in rows}
     pos = x - 0.4 + width * (len(labels) + 0.5)
-    ax.bar(pos, [null[l][0] for l in layers], width, yerr=[null[l][1] for l in layers], capsize=3,
+    ax.bar(pos, [null[l][0] for l in layers], width,
+           yerr=[[null[l][0] - null[l][1] for l in layers], [null[l][2] - null[l][0] for l in layers]], capsize=3,
            color="0.8", edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.8})
     ax.axhline(0.5, color="0.4", lw=0.8, ls=":")
     ax.set_xticks(x, layers)
@@ -111,10 +114,26 @@ def _panel(plt, ax, rows: list[dict], relative: bool, low: float, high: float) -
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
 
 
+def _interval(r: dict) -> tuple[float, float]:
+    """The score's error bar: its bootstrap interval (vt-stats' ci_low/ci_high), else ± 1 std."""
+    low, high = r.get("ci_low"), r.get("ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return r["mean"] - r["std"], r["mean"] + r["std"]
+    return min(low, r["mean"]), max(high, r["mean"])
+
+
+def _null_interval(r: dict) -> tuple[float, float]:
+    """The null's bar: the band a random set's own score falls in (null_low/null_high), else ± 1 std."""
+    low, high = r.get("null_low"), r.get("null_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return r["null_mean"] - r["null_std"], r["null_mean"] + r["null_std"]
+    return min(low, r["null_mean"]), max(high, r["null_mean"])
+
+
 def _limits(results: list[dict]) -> tuple[float, float]:
     """The y range: the score's [0, 1] plus whatever the error bars and marks reach."""
-    lows = [r["mean"] - r["std"] for r in results] + [r["null_mean"] - r["null_std"] for r in results]
-    highs = [r["mean"] + r["std"] for r in results] + [r["null_mean"] + r["null_std"] for r in results]
+    lows = [_interval(r)[0] for r in results] + [_null_interval(r)[0] for r in results]
+    highs = [_interval(r)[1] for r in results] + [_null_interval(r)[1] for r in results]
     lows = [v for v in lows if np.isfinite(v)] or [0.0]
     highs = [v for v in highs if np.isfinite(v)] or [1.0]
     return min(0.0, min(lows)) - 0.1, max(1.0, max(highs)) + 0.12
@@ -125,9 +144,16 @@ def _caption(results: list[dict]) -> str:
     rs = sorted({r["R"] for r in results})
     families = sorted({r["m"] for r in results})
     test = {"ttest": "Student's two-sided t-test", "welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U",
-            "permutation": "permutation test", "magnitude": "Welch's t-test of the magnitudes"}.get(
+            "permutation": "permutation test", "magnitude": "Welch's t-test of the magnitudes",
+            "set": "set-level test of the mean derivative (each random set as the concept)",
+            "set-score": "set-level test of the score", "set-rank": "set-level rank test"}.get(
         first["test"], first["test"])
-    return (f"Bars: mean TCAV score over R={'/'.join(map(str, rs))} CAVs, error bars ± 1 std over the R CAVs. "
+    if first.get("ci_low") is not None:
+        bars = (f"error bars: {first.get('ci_level', 0.95):.0%} interval ({first.get('ci_method', 'bootstrap')}); "
+                f"grey: a random set's own score, {first.get('ci_level', 0.95):.0%} prediction band")
+    else:
+        bars = "error bars ± 1 std over the R CAVs"
+    return (f"Bars: mean TCAV score over R={'/'.join(map(str, rs))} CAVs, {bars}. "
             f"▲/▼: {test} against the null, {first['correction']} within family '{first['family']}' "
             f"(m={'/'.join(map(str, families))}), alpha={first['alpha']}; "
             f"dotted line: 0.5.")

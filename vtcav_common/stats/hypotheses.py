@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from . import corrections, methods
+from . import corrections, intervals, methods, setlevel
 
 FAMILIES = {
     "all": "every hypothesis in the input",
@@ -58,11 +58,12 @@ def significance_tests(records: list[dict], correction: str = "bonferroni", alph
                        family: str = "all", seed: int = 0, explain: bool = True) -> list[dict]:
     """One result per (target, layer, concept, against) hypothesis, corrected within its family.
 
-    The defaults are the paper's method (Student's t, Bonferroni over all hypotheses);
-    ``welch=True`` is the old spelling of ``test="welch"``; ``explain=False`` skips the search for
-    the R that would make an unreachable hypothesis reachable (``r_needed``; benchmarks).
+    The default test is the calibrated set-level test (``set``, :mod:`.setlevel`); ``test="ttest"``
+    is the paper's. ``welch=True`` is the old spelling of ``test="welch"``; ``explain=False`` skips
+    the search for the R that would make an unreachable hypothesis reachable (``r_needed``) and
+    the bootstrap intervals (benchmarks).
     """
-    test = methods.resolve(test or ("welch" if welch else "ttest"))
+    test = methods.resolve(test or ("welch" if welch else methods.DEFAULT))
     correction = corrections.resolve(correction)
     family_key(family, {"target": "", "layer": "", "concept": "", "against": "", "kind": ""})  # validates
     field = methods.REGISTRY[test].field
@@ -75,7 +76,7 @@ def significance_tests(records: list[dict], correction: str = "bonferroni", alph
             against = "random" if record["kind"] == "concept" else record["against"]
             groups[(record["target"], record["layer"], record["concept"], against, record["kind"])].append(record)
 
-    results = [_hypothesis(key, rows, null.get(key[:2], []), test, field, min_accuracy, seed)
+    results = [_hypothesis(key, rows, null.get(key[:2], []), test, field, min_accuracy, seed, explain)
                for key, rows in groups.items()]
     families = defaultdict(list)
     for result in results:
@@ -92,42 +93,92 @@ def significance_tests(records: list[dict], correction: str = "bonferroni", alph
             result["r_needed"] = None if reachable or not explain else methods.needed_r(
                 test, result.pop("_null"), lambda p, m=m: best(p, m) < alpha)
             result.pop("_null", None)
+            result["clips_needed"] = _clips_needed(result, lambda p, m=m: best(p, m) < alpha)
     results.sort(key=lambda r: (r["target"], layer_order[r["layer"]], r["kind"] != "concept", r["concept"],
                                 r["against"]))
     return results
 
 
 def _hypothesis(key: tuple, rows: list[dict], null_rows: list[dict], test: str, field: str,
-                min_accuracy: float, seed: int) -> dict:
+                min_accuracy: float, seed: int, explain: bool = True) -> dict:
     target, layer, concept, against, kind = key
+    spec = methods.REGISTRY[test]
     scores = np.array([r["score"] for r in rows], float)
-    null_scores = np.array([r["score"] for r in null_rows], float)
     values = np.array([r[field] for r in rows], float)
-    null_values = np.array([r[field] for r in null_rows], float)
     magnitudes = np.array([r["magnitude"] for r in rows], float)
-    if len(null_rows):
-        statistic, p = methods.run(test, values, null_values, _rng(seed, key))
-        p_min = methods.attainable(test, len(values), null_values)
+    units = None
+    if spec.null == "sets":     # each random set playing the concept's part (setlevel.py)
+        null_values, units = setlevel.null_sample(null_rows, field, kind)
+        null_scores, _ = setlevel.null_sample(null_rows, "score", kind)
+        null_magnitudes, _ = setlevel.null_sample(null_rows, "magnitude", kind)
+    else:                       # the R null CAVs' own values (the paper's design)
+        null_values = np.array([r[field] for r in null_rows], float)
+        null_scores = np.array([r["score"] for r in null_rows], float)
+        null_magnitudes = np.array([r["magnitude"] for r in null_rows], float)
+    if len(null_values) >= 2:
+        statistic, p = methods.run(test, values, null_values, _rng(seed, key), units)
+        p_min = methods.attainable(test, len(values), null_values, units)
     else:
         statistic, p, p_min = float("nan"), 1.0, 1.0
     accuracy = float(np.mean([r.get("cav_accuracy", np.nan) for r in rows]))
-    null_mean = float(null_values.mean()) if len(null_rows) else float("nan")
-    return {
+    null_mean = float(null_values.mean()) if len(null_values) else float("nan")
+    if spec.null == "sets":     # the concept's distance from the random sets, in their spread
+        spread = float(null_values.std(ddof=1)) if len(null_values) > 1 else 0.0
+        effect = (float(values.mean()) - null_mean) / spread if spread > 0 else 0.0
+    else:
+        effect = methods.cohens_d(values, null_values)
+    result = {
         "target": target, "layer": layer, "concept": concept, "against": against, "kind": kind,
-        "test": test, "field": field, "R": len(rows), "n": len(rows), "n_null": len(null_rows),
+        "test": test, "field": field, "null_design": spec.null, "R": len(rows), "n": len(rows),
+        "n_null": len(null_rows), "null_units": units if units is not None else len(null_rows),
         "mean": float(scores.mean()), "std": _std(scores),
-        "null_mean": float(null_scores.mean()) if len(null_rows) else float("nan"), "null_std": _std(null_scores),
+        "null_mean": float(null_scores.mean()) if len(null_scores) else float("nan"), "null_std": _std(null_scores),
         "magnitude": float(magnitudes.mean()), "magnitude_std": _std(magnitudes),
-        "null_magnitude": float(np.mean([r["magnitude"] for r in null_rows])) if null_rows else float("nan"),
+        "null_magnitude": float(null_magnitudes.mean()) if len(null_magnitudes) else float("nan"),
+        "null_magnitude_std": _std(null_magnitudes),
         "binary_scores": bool(np.all((scores == 0) | (scores == 1))
                               and np.all((null_scores == 0) | (null_scores == 1))),
-        "statistic": statistic, "t": statistic if test in ("ttest", "welch", "magnitude") else None,
+        "statistic": statistic, "t": statistic if test in ("ttest", "welch", "magnitude", "set", "set-score") else None,
         "p": p, "p_min_attainable": p_min,
-        "effect_size": methods.cohens_d(values, null_values),
+        "effect_size": effect,
         "cav_accuracy": accuracy, "cav_ok": bool(accuracy >= min_accuracy),
         "direction": "+" if float(values.mean()) > null_mean else "-",
+        "n_clips": _n_clips(rows),
         "_null": null_values,
     }
+    if explain:
+        result.update(intervals.score_intervals(rows, null_scores, len(null_scores) and (units or len(null_scores)),
+                                                _rng(seed + 1, key)))
+    return result
+
+
+def _n_clips(rows: list[dict]) -> int | None:
+    """Clips a side behind the concept's CAVs (vt-score records ``n_clips`` from the CAV file)."""
+    counts = [r.get("n_clips") for r in rows]
+    return int(min(counts)) if counts and all(isinstance(c, int) for c in counts) else None
+
+
+def _clips_needed(result: dict, reachable, limit: int = 100_000) -> int | None:
+    """For a set-level test not significant at this size: the clips a set at which the observed
+    distance from the random sets would be, if the random sets' spread shrinks as 1/sqrt(clips)
+    (a set's quirk is an average over its clips) and the concept's mean stays where it is."""
+    if (result["null_design"] != "sets" or result["significant"] or not result["cav_ok"]
+            or not result.get("n_clips") or result["t"] is None or not np.isfinite(result["t"])
+            or result["t"] == 0):
+        return None
+    from scipy.special import stdtr
+
+    units = max(int(result["null_units"]), 2)
+    t = abs(float(result["t"]))
+    low, high = 1.0, 2.0
+    while not reachable(float(2.0 * stdtr(units - 1, -t * high))):
+        low, high = high, high * 2
+        if high ** 2 * result["n_clips"] > limit:
+            return None
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (low, middle) if reachable(float(2.0 * stdtr(units - 1, -t * middle))) else (middle, high)
+    return int(math.ceil(result["n_clips"] * high ** 2))
 
 
 def strict(value):

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 PERMUTATIONS = 9999
+DEFAULT = "set"     # calibrated on its own (docs/statistics.md); "ttest" is the paper's
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,19 @@ class Test:
     bounds: tuple[float, float] | None   # the field's range (None: unbounded)
     function: Callable[..., tuple[float, float]]
     help: str
+    # "cavs": the concept's R values against the R null CAVs' values (the paper's design);
+    # "sets": the concept's set-level mean against every random set's own (:mod:`.setlevel`)
+    null: str = "cavs"
 
 
 REGISTRY: dict[str, Test] = {}
-ALIASES = {"student": "ttest", "t": "ttest", "mwu": "mannwhitney", "perm": "permutation"}
+ALIASES = {"student": "ttest", "t": "ttest", "mwu": "mannwhitney", "perm": "permutation",
+           "paper": "ttest", "set-magnitude": "set"}
 
 
-def test(name: str, field: str, bounds, help: str):
+def test(name: str, field: str, bounds, help: str, null: str = "cavs"):
     def register(function):
-        REGISTRY[name] = Test(name, field, bounds, function, help)
+        REGISTRY[name] = Test(name, field, bounds, function, help, null)
         return function
     return register
 
@@ -143,6 +148,32 @@ def _magnitude(a, b, rng=None):
     return _t(a, b, equal_var=False)
 
 
+# Set-level tests: ``a`` is the concept's R values (its statistic is their mean), ``b`` the
+# set-level null (one value per random set, or per oriented random pair for a relative CAV),
+# ``units`` the number of independent random sets behind ``b``.
+@test("set", "magnitude", None, null="sets",
+      help="set-level prediction t-test of the mean directional derivative: the concept's clip set against "
+           "every random set playing the concept's part (calibrated; the default)")
+def _set_magnitude(a, b, rng=None, units=None):
+    from .setlevel import prediction_t
+    return prediction_t(float(np.mean(a)), b, units or len(b))
+
+
+@test("set-score", "score", (0.0, 1.0), null="sets",
+      help="the same set-level prediction t-test on the TCAV score (sign count)")
+def _set_score(a, b, rng=None, units=None):
+    from .setlevel import prediction_t
+    return prediction_t(float(np.mean(a)), b, units or len(b))
+
+
+@test("set-rank", "magnitude", None, null="sets",
+      help="exact rank of the concept's set-level mean derivative among the random sets' (no normality "
+           "assumed; p >= 1/(R+1))")
+def _set_rank(a, b, rng=None, units=None):
+    from .setlevel import rank_p
+    return rank_p(float(np.mean(a)), b)
+
+
 NAMES = tuple(REGISTRY)
 
 
@@ -157,23 +188,29 @@ def choices() -> str:
     return ", ".join(REGISTRY)
 
 
-def run(name: str, a, b, rng: np.random.Generator | None = None) -> tuple[float, float]:
-    """Statistic and two-sided p of test ``name`` for samples ``a`` (concept) and ``b`` (null)."""
+def run(name: str, a, b, rng: np.random.Generator | None = None, units: int | None = None) -> tuple[float, float]:
+    """Statistic and two-sided p of test ``name`` for samples ``a`` (concept) and ``b`` (null);
+    ``units``: the independent random sets behind a set-level null (default: its length)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return REGISTRY[resolve(name)].function(a, b, rng)
+    spec = REGISTRY[resolve(name)]
+    if spec.null == "sets":
+        return spec.function(a, b, rng, units)
+    return spec.function(a, b, rng)
 
 
-def attainable(name: str, n: int, null) -> float:
+def attainable(name: str, n: int, null, units: int | None = None) -> float:
     """The smallest p test ``name`` could give with ``n`` concept values against ``null``."""
     spec = REGISTRY[resolve(name)]
     null = np.asarray(null, float)
     if len(null) < 2 or n < 2:
         return 1.0
+    if spec.name == "set-rank":
+        return 1.0 / (len(null) + 1)
     if spec.bounds is None:
         return 0.0
     low, high = spec.bounds
     extreme = high if abs(high - null.mean()) >= abs(low - null.mean()) else low
-    return run(name, np.full(n, extreme), null, np.random.default_rng(0))[1]
+    return run(name, np.full(n, extreme), null, np.random.default_rng(0), units)[1]
 
 
 def needed_r(name: str, null, reachable: Callable[[float], bool], limit: int = 1000) -> int | None:
