@@ -58,8 +58,8 @@ class Built:
 def columns() -> list[tuple[str, str]]:
     """(header, how to show it) of the significance table."""
     return [("target", "target"), ("layer", "layer"), ("concept", "concept"), ("against", "against"),
-            ("R", "R"), ("score (mean ± std)", "score"), ("null (mean ± std)", "null"), ("p", "p"),
-            ("p corrected", "p_corrected"), ("effect size d", "effect_size"), ("CAV accuracy", "cav_accuracy"),
+            ("R", "R"), ("score [95% interval]", "score"), ("null [95% band]", "null"), ("p", "p"),
+            ("p corrected", "p_corrected"), ("effect size", "effect_size"), ("CAV accuracy", "cav_accuracy"),
             ("significant", "verdict")]
 
 
@@ -69,9 +69,14 @@ def cell(record: dict, key: str) -> str:
 
     if key == "R":
         return str(record.get("R", record.get("n", "")))
-    if key == "score":
+    if key == "score":    # the bootstrap interval where vt-stats gave one, else the older ± std
+        if record.get("ci_low") is not None and record.get("ci_high") is not None:
+            return f"{num(record.get('mean'), '.2f')} [{num(record['ci_low'], '.2f')}, {num(record['ci_high'], '.2f')}]"
         return f"{num(record.get('mean'), '.2f')} ± {num(record.get('std'), '.2f')}"
     if key == "null":
+        if record.get("null_low") is not None and record.get("null_high") is not None:
+            return (f"{num(record.get('null_mean'), '.2f')} [{num(record['null_low'], '.2f')}, "
+                    f"{num(record['null_high'], '.2f')}]")
         return f"{num(record.get('null_mean'), '.2f')} ± {num(record.get('null_std'), '.2f')}"
     if key in ("p", "p_corrected"):
         return num(record.get(key), ".2g")
