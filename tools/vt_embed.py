@@ -83,7 +83,7 @@ def main_command(
     shard: Optional[str] = options.shard(),
     pool: Optional[str] = typer.Option(None, "--pool", metavar="TxHxW|time|space", help=POOL_HELP),
     control: Optional[str] = typer.Option(None, "--control", help=CONTROL_HELP,
-                                          metavar="reinit|cascade:LAYER|permute-grads|permute-labels"),
+                                          metavar="CONTROL"),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:

@@ -204,6 +204,9 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                  f"module(s) (seed {control.seed})"
                  + (f"; kept {', '.join(control_record['kept'])} (no reset_parameters)" if control_record["kept"]
                     else ""))
+        elif not with_grads:
+            info(f"{tool}: control {control.name} changes only gradients, and this run records none: its "
+                 f"activations are the trained model's (recorded as of this control, for vt-cav and vt-score)")
     torch.manual_seed(seed)
     described = describe_layers(loaded)
     infos = {name: described[name] for name in layers}
