@@ -87,7 +87,8 @@ def stats(
     records = load(scores)
     results = analyse(records)
     control_runs = controls.run_controls(control_files, load, analyse, cli.display_name)
-    controls.attach(results, controls.control_of(records, cli.display_name(scores)), control_runs)
+    controls.attach(results, controls.control_of(records, cli.display_name(scores)), control_runs,
+                    cli.display_name(scores))
     with cli.open_text_output(output) as out:
         write_records([strict(r) for r in results], out)
     if table and not quiet:

@@ -64,11 +64,13 @@ def run_controls(paths: list[str], load: Callable[[str], list[dict]], analyse: C
     return runs
 
 
-def attach(results: list[dict], control: str | None, runs: dict[str, list[dict]],
-           display: Callable[[str], str] = str) -> None:
-    """Add ``control``, ``controls`` and ``survives_controls`` to every result, in place."""
+def attach(results: list[dict], control: str | None, runs: dict[str, list[dict]], source: str = "scores") -> None:
+    """Add ``control``, ``controls`` and ``survives_controls`` to every result, in place.
+
+    ``control`` is the tested records' own control (None: a real run), ``source`` their file's name.
+    """
     if runs and control is not None:
-        raise VtcavError(f"the scores tested are of control '{control}'; give the real run's scores first and the "
+        raise VtcavError(f"{source}: scores of control '{control}'; give the real run's scores first and the "
                          f"controls' with --control")
     real_keys = {_key(r) for r in results}
     by_key = {}
