@@ -131,8 +131,9 @@ def print_table(results: list[dict]) -> None:
     table = Table(title=f"TCAV significance: {first['test']} on {first['field']}, {first['correction']} within "
                         f"family '{first['family']}', alpha={first['alpha']}",
                   caption="sig: yes +/- significant above/below the null; unreachable: no p this test can give "
-                          "with this R would be significant" + ("; controls: significant under each sanity control, "
-                                                                "(fails): also significant there, same direction"
+                          "with this R would be significant" + ("; controls: the sanity controls under which the "
+                                                                "hypothesis is significant (+/-); fails: a verdict "
+                                                                "also significant there, in the same direction"
                                                                 if with_controls else ""))
     for column in ("target", "layer", "concept", "against", "R", "score", "null", "p", "p corr", "m", "p min",
                    "d", "CAV acc", "sig"):
@@ -153,7 +154,7 @@ def print_table(results: list[dict]) -> None:
                       f"{r['p']:.2g}", f"{r['p_corrected']:.2g}", str(r["m"]), f"{r['p_min_attainable']:.2g}",
                       f"{r['effect_size']:.1f}", f"{r['cav_accuracy']:.2f}", sig,
                       *([controls.cell(r)] if with_controls else []))
-    Console(stderr=True, width=200 if with_controls else 160).print(table)
+    Console(stderr=True, width=190 if with_controls else 160).print(table)
 
 
 main = cli.entry(app, "vt-stats")

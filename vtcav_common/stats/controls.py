@@ -116,12 +116,13 @@ def warning(results: list[dict]) -> str | None:
 
 
 def cell(result: dict) -> str:
-    """The controls of one verdict in a few characters, e.g. ``reinit no, permute-grads yes+ (fails)``."""
+    """The controls of one verdict in a few characters: those under which it is significant, e.g.
+    ``reinit +, permute-labels - (fails)``, or ``none of 5``."""
     controls = result.get("controls") or {}
     if not controls:
         return ""
-    parts = []
-    for name, c in controls.items():
-        parts.append(f"{name} " + ("n/a" if c is None else f"yes{c['direction']}" if c["significant"] else "no"))
-    verdict = {True: " (survives)", False: " (fails)", None: ""}[result.get("survives_controls")]
-    return ", ".join(parts) + verdict
+    shown = [f"{name} {c['direction']}" for name, c in controls.items() if c is not None and c["significant"]]
+    missing = sum(1 for c in controls.values() if c is None)
+    text = ", ".join(shown) if shown else f"none of {len(controls)}"
+    text += f" ({missing} lack it)" if missing else ""
+    return text + {True: " (survives)", False: " (fails)", None: ""}[result.get("survives_controls")]
