@@ -176,7 +176,7 @@ def test_score_records_carry_the_run_ids_and_are_strict_json(toy):
     assert len(records) == 4 + 4 and np.mean(up) > 0.9
     first = json.loads(records[0].to_json())
     assert list(first)[:6] == ["target", "layer", "concept", "against", "kind", "replicate"]
-    assert "control" not in first and first["cav_run"] == records[0].cav_run
+    assert first["control"] is None and first["cav_run"] == records[0].cav_run
     again = score_cavs(tmp / "cavs.h5", tmp / "grads.h5")
     assert [r.to_json() for r in again] == [r.to_json() for r in records]
 

@@ -11,6 +11,7 @@ from vtcav_common import cli, options, selection
 from vtcav_common import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
+from vtcav_common.models.controls import HELP as CONTROL_HELP, parse_control
 from vtcav_common.pooling import HELP as POOL_HELP, parse_pool
 from vtcav_common.records import looks_like_manifest
 
@@ -33,6 +34,8 @@ app = cli.make_app(
            "weights/classifier.pt --target right --grad-set inputs -o emb.h5    # one run for vt-cav and vt-score\n\n"
            "    vt-embed concepts.h5 --set ball_right --set random_00 --model pkg.models:my_net --weights net.pt "
            "--layers stage3 --target 'playing tennis' --dtype float32 -o acts.h5\n\n"
+           "    vt-embed concepts.h5 --weights weights/classifier.pt --control cascade:block3 --seed 0 "
+           "-o acts_c3.h5    # a sanity control: the same chain under a randomised model\n\n"
            "Models: a torchvision video architecture (swin3d_t/s/b, r3d_18, mc3_18, r2plus1d_18, s3d, "
            "mvit_v1_b, mvit_v2_s) with a local state dict; `package.module:factory` with a state dict; a "
            "TorchScript or torch.export (.pt2) file; `mmaction:CONFIG` with a checkpoint. See docs/models.md.",
@@ -79,6 +82,8 @@ def main_command(
     all_layers: bool = typer.Option(False, "--all", help="With --list-layers: every module, not the usual ones."),
     shard: Optional[str] = options.shard(),
     pool: Optional[str] = typer.Option(None, "--pool", metavar="TxHxW|time|space", help=POOL_HELP),
+    control: Optional[str] = typer.Option(None, "--control", help=CONTROL_HELP,
+                                          metavar="CONTROL"),
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
@@ -87,6 +92,7 @@ def main_command(
     if dtype not in DTYPES or grad_dtype not in DTYPES:
         raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
     pooling = parse_pool(pool)
+    chosen_control = parse_control(control, seed)
     from vtcav_common.models.layers import parse_layer_list, usual_layers
 
     chosen = parse_layer_list(layers)
@@ -111,7 +117,7 @@ def main_command(
     input_sets, shard_identity = sharding.shard_input_sets(input_sets, part, batch_size)
     summary = embed(loaded, chosen, input_sets, output, target=target, dtype=dtype, grad_dtype=grad_dtype,
                     batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity,
-                    pool=pooling, grad_sets=grad_sets or None,
+                    pool=pooling, grad_sets=grad_sets or None, control=chosen_control,
                     inputs_name=", ".join(Path(i).name if i != "-" else "<stdin>" for i in inputs))
     cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")

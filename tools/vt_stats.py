@@ -8,7 +8,7 @@ import typer
 
 from vtcav_common import cli, options, selection
 from vtcav_common.records import read_jsonl, write_records
-from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores,
+from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores, controls,
                                 corrections, methods, significance_tests, strict)
 
 app = cli.make_app(
@@ -26,6 +26,8 @@ app = cli.make_app(
            "    vt-stats scores.jsonl --plot tcav.pdf > stats.jsonl\n\n"
            "    vt-score cavs.h5 grads.h5 | vt-stats - --correction holm --family layer\n\n"
            "    vt-stats scores.jsonl --test magnitude   # where scores are only 0 or 1\n\n"
+           "    vt-score cavs.h5 grads.h5 --permute-gradients -o shuffled.jsonl && "
+           "vt-stats scores.jsonl --control shuffled.jsonl   # a sanity control beside each verdict\n\n"
            f"Tests: {'; '.join(f'{t.name}: {t.help}' for t in methods.REGISTRY.values())}.\n\n"
            f"Families: {'; '.join(f'{k}: {v}' for k, v in FAMILIES.items())}.\n\n"
            f"Corrections: {'; '.join(f'{c.name}: {c.help}' for c in corrections.REGISTRY.values())}.\n\n"
@@ -52,6 +54,10 @@ def stats(
                                                "otherwise)."),
     concepts: list[str] = options.concepts(help="Test only these concepts: names or patterns such as 'ball_*' "
                                                 "(repeatable; default: all)."),
+    control_files: list[str] = typer.Option([], "--control", metavar="SCORES",
+                                            help="Scores JSONL of a sanity control (the chain run with vt-embed "
+                                                 "--control; repeatable): tested the same way, and each verdict "
+                                                 "says whether it also appears under the control."),
     plot: Path = typer.Option(None, "--plot", help="Write the figure here (.png, .pdf or .svg)."),
     title: str = typer.Option("", "--title", help="Title prefix for the figure."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the table on stderr."),
@@ -69,17 +75,27 @@ def stats(
     if plot is not None:
         from vtcav_common.plots import check_format
         check_format(plot)
-    records = check_scores(read_jsonl(scores), cli.display_name(scores), allow_mixed_runs)
-    if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
-        known = sorted({r["concept"] for r in records if r["kind"] != "null"})
-        chosen = set(selection.select(known, concepts, "concept", cli.display_name(scores)))
-        records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
-    results = significance_tests(records, correction, alpha, min_accuracy, test=test, family=family, seed=seed)
+    def load(path: str) -> list[dict]:
+        records = check_scores(read_jsonl(path), cli.display_name(path), allow_mixed_runs)
+        if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
+            known = sorted({r["concept"] for r in records if r["kind"] != "null"})
+            chosen = set(selection.select(known, concepts, "concept", cli.display_name(path)))
+            records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
+        return records
+
+    def analyse(records: list[dict]) -> list[dict]:   # the same analysis for the real run and its controls
+        return significance_tests(records, correction, alpha, min_accuracy, test=test, family=family, seed=seed)
+
+    records = load(scores)
+    results = analyse(records)
+    control_runs = controls.run_controls(control_files, load, analyse, cli.display_name)
+    controls.attach(results, controls.control_of(records, cli.display_name(scores)), control_runs,
+                    cli.display_name(scores))
     with cli.open_text_output(output) as out:
         write_records([strict(r) for r in results], out)
     if table and not quiet:
         print_table(results)
-    for warning in (reachability_warning(results), clips_warning(results)):
+    for warning in (reachability_warning(results), clips_warning(results), controls.warning(results)):
         if warning:
             cli.warn(warning)
     if plot:
@@ -128,15 +144,21 @@ def print_table(results: list[dict]) -> None:
     from rich.table import Table
 
     first = results[0]
+    with_controls = any(r.get("controls") for r in results)
     table = Table(title=f"TCAV significance: {first['test']} on {first['field']}, {first['correction']} within "
                         f"family '{first['family']}', alpha={first['alpha']}",
                   caption="sig: yes +/- significant above/below the null; unreachable: no p this test can give "
-                          "with this R would be significant")
+                          "with this R would be significant" + ("; controls: the sanity controls under which the "
+                                                                "hypothesis is significant (+/-); fails: a verdict "
+                                                                "also significant there, in the same direction"
+                                                                if with_controls else ""))
     sets = first.get("null_design") == "sets"
     for column in ("target", "layer", "concept", "against", "R", "score [95% CI]" if "ci_low" in first else "score",
                    "null band" if "null_low" in first else "null", "p", "p corr", "m", "p min",
                    "z" if sets else "d", "CAV acc", "sig"):
         table.add_column(column, justify="right" if column not in ("target", "layer", "concept", "against") else "left")
+    if with_controls:
+        table.add_column("controls", justify="left")
     for r in results:
         if r["significant"]:
             sig = "yes " + r["direction"]
@@ -150,8 +172,9 @@ def print_table(results: list[dict]) -> None:
                       _interval(r["mean"], r.get("ci_low"), r.get("ci_high"), r["std"]),
                       _interval(r["null_mean"], r.get("null_low"), r.get("null_high"), r["null_std"]),
                       f"{r['p']:.2g}", f"{r['p_corrected']:.2g}", str(r["m"]), f"{r['p_min_attainable']:.2g}",
-                      f"{r['effect_size']:.1f}", f"{r['cav_accuracy']:.2f}", sig)
-    Console(stderr=True, width=160).print(table)
+                      f"{r['effect_size']:.1f}", f"{r['cav_accuracy']:.2f}", sig,
+                      *([controls.cell(r)] if with_controls else []))
+    Console(stderr=True, width=190 if with_controls else 160).print(table)
 
 
 def _interval(centre: float, low, high, std: float) -> str:

@@ -15,7 +15,8 @@ Output layout (kind ``embeddings``, schema 1)::
     / attrs: vtcav_kind, schema_version, tool, tool_version, provenance (JSON):
              {"model": {...}, "layers": [...], "input": InputSpec, "target", "target_index",
               "dtype", "grad_dtype", "inputs": <file name>, "sets": [...], "seed",
-              "precision", "pool": "2x4x4" | "time" | "space" | null, ["unpooled_shapes"]}
+              "precision", "pool": "2x4x4" | "time" | "space" | null, ["unpooled_shapes"],
+              "control": null | {"name", "kind", "seed", ["reinitialised", "kept"]}}
     /sets/<name>/          attrs: kind, role, n
         ids         str      N      "video_id#i" (clip i of a clip set) or the manifest's video_id
         labels      str      N      (manifest inputs only) each video's label
@@ -49,6 +50,8 @@ from .records import filter_manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+
+    from .models.controls import Control
 
     from .models.base import LoadedModel
 
@@ -159,11 +162,13 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
           target: str | None = None, dtype: str = "float16", grad_dtype: str = "float32",
           batch_size: int = 8, seed: int = 0, inputs_name: str = "", tool: str = TOOL,
           compress: bool = False, precision: str = "auto", shard: dict | None = None,
-          pool: Pooling | None = None, grad_sets: list[str] | None = None) -> dict:
+          pool: Pooling | None = None, grad_sets: list[str] | None = None,
+          control: Control | None = None) -> dict:
     """Compute and write the embeddings file; returns a small summary.
 
     With a ``target``, the sets named in ``grad_sets`` (default: all) also get the target
-    logit's gradients; the others only a forward pass.
+    logit's gradients; the others only a forward pass. ``control`` (vt-embed --control,
+    :mod:`vtcav_common.models.controls`) randomises the model (in place) or the gradients.
     """
     import numpy as np
     import torch
@@ -171,6 +176,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     from .embed_pass import LayerPass, resolve_precision, to_tensor
     from .embeddings import EmbeddingsWriter
     from .heap import Heap
+    from .models.controls import draw_classes, permute_gradients, randomise
     from .models.layers import describe_layers, model_device, resolve_layers
 
     if dtype not in DTYPES or grad_dtype not in DTYPES:
@@ -189,6 +195,18 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     unknown = sorted(with_grads - set(names))
     if unknown:
         raise UsageError(f"--grad-set: no set {', '.join(unknown)} among {', '.join(names)}")
+    control_record = None
+    if control is not None:   # before anything looks at the model: every layer's shape stays the same
+        control_record = {"name": control.name, "kind": control.kind, "seed": control.seed}
+        if control.changes_model:
+            control_record.update(randomise(loaded, control))
+            info(f"{tool}: control {control.name}: re-initialised {len(control_record['reinitialised'])} "
+                 f"module(s) (seed {control.seed})"
+                 + (f"; kept {', '.join(control_record['kept'])} (no reset_parameters)" if control_record["kept"]
+                    else ""))
+        elif not with_grads:
+            info(f"{tool}: control {control.name} changes only gradients, and this run records none: its "
+                 f"activations are the trained model's (recorded as of this control, for vt-cav and vt-score)")
     torch.manual_seed(seed)
     described = describe_layers(loaded)
     infos = {name: described[name] for name in layers}
@@ -204,7 +222,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                   "grad_dtype": grad_dtype if target_index is not None else None,
                   "inputs": inputs_name, "sets": names, "seed": seed,
                   "grad_sets": [n for n in names if n in with_grads],
-                  "pool": pool.text if pool else None}
+                  "pool": pool.text if pool else None, "control": control_record}
     if pool is not None:
         provenance["unpooled_shapes"] = {name: list(layer.shape) for name, layer in infos.items()}
     device = model_device(loaded.module)
@@ -226,7 +244,14 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
             batches = progress(input_set.batches(batch_size), total=input_set.n,
                                description=f"{input_set.name} clips", size=lambda batch: len(batch.ids))
             for batch in batches:
-                sink.write(batch, layer_pass(to_tensor(batch, loaded, device)))
+                classes = None
+                if backward and control is not None and control.kind == "permute-labels":
+                    classes = draw_classes(control, input_set.name, batch.ids, len(loaded.class_names),
+                                           target_index)
+                result = layer_pass(to_tensor(batch, loaded, device), classes)
+                if backward and control is not None and control.kind == "permute-grads":
+                    result.grads = permute_gradients(control, input_set.name, batch.ids, result.grads)
+                sink.write(batch, result)
                 heap.batch_done()
             sink.close()
             total += input_set.n

@@ -89,9 +89,12 @@ class LayerPass:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
-    def __call__(self, x: torch.Tensor) -> BatchResult:
+    def __call__(self, x: torch.Tensor, classes: np.ndarray | None = None) -> BatchResult:
+        """``classes``: one class per input whose logit's gradient to take instead of the target's
+        (vt-embed --control permute-labels)."""
         step = self.loaded.fixed_batch or len(x)
-        parts = [self._run(x[start:start + step]) for start in range(0, len(x), step)]
+        parts = [self._run(x[start:start + step], None if classes is None else classes[start:start + step])
+                 for start in range(0, len(x), step)]
         if len(parts) == 1:
             return parts[0]
         return BatchResult(np.concatenate([p.logits for p in parts]),
@@ -99,7 +102,7 @@ class LayerPass:
                            None if self.target_index is None else
                            {k: np.concatenate([p.grads[k] for p in parts]) for k in self.layers})
 
-    def _run(self, x: torch.Tensor) -> BatchResult:
+    def _run(self, x: torch.Tensor, classes: np.ndarray | None = None) -> BatchResult:
         n = len(x)
         if self.loaded.fixed_batch and n < self.loaded.fixed_batch:  # a static-batch program
             padding = x.new_zeros((self.loaded.fixed_batch - n, *x.shape[1:]))
@@ -115,7 +118,10 @@ class LayerPass:
             # The input carries the graph, so activations need grad even without trainable parameters.
             with self._autocast(x.device):
                 logits = _logits(module(x.detach().requires_grad_(True)))
-            logits[:n, self.target_index].float().sum().backward()
+            if classes is None:
+                logits[:n, self.target_index].float().sum().backward()
+            else:
+                logits[torch.arange(n), torch.as_tensor(classes, device=logits.device)].float().sum().backward()
             acts = recorder.activations()
             try:
                 grads = recorder.gradients()

@@ -48,10 +48,11 @@ import numpy as np
 
 from . import h5io
 from .errors import IncompatibleError, VtcavError
+from .models.controls import model_key
 
 KIND = "embeddings"
 # Provenance keys that must agree before activations/gradients/CAVs may be combined.
-MODEL_KEYS = ("model", "input", "pool")
+MODEL_KEYS = ("model", "input", "pool", "control")   # copied into the CAV file (vt-cav)
 CHUNK_BYTES = 1 << 20      # aim for chunks of about 1 MiB (at least one sample)
 
 
@@ -315,17 +316,19 @@ def model_identity(provenance: dict) -> dict:
     model = provenance.get("model", {})
     return {"arch": model.get("arch"), "weights_sha256": model.get("weights_sha256"),
             "num_classes": model.get("num_classes"), "input": provenance.get("input"),
-            "pool": provenance.get("pool") or "none"}     # vt-embed --pool: pooled and unpooled never mix
+            "pool": provenance.get("pool") or "none",     # vt-embed --pool: pooled and unpooled never mix
+            "control": model_key(provenance) or "none"}             # vt-embed --control reinit/cascade: another model
 
 
 def require_same_model(name_a: str, prov_a: dict, name_b: str, prov_b: dict) -> None:
     """Refuse to combine files computed with different models or input sampling."""
     id_a, id_b = model_identity(prov_a), model_identity(prov_b)
-    for key in ("arch", "weights_sha256", "num_classes", "input", "pool"):
+    for key in ("arch", "weights_sha256", "num_classes", "input", "pool", "control"):
         if id_a[key] != id_b[key]:
             what = {"arch": "model architecture", "weights_sha256": "model weights",
                     "num_classes": "number of classes", "input": "input sampling",
-                    "pool": "pooling (vt-embed --pool)"}[key]
+                    "pool": "pooling (vt-embed --pool)",
+                    "control": "model randomisation (vt-embed --control, seed)"}[key]
             raise IncompatibleError(
                 f"{name_b}: computed with a different {what} than {name_a} "
                 f"({_brief(id_b[key])} vs {_brief(id_a[key])}); refusing to combine")

@@ -94,7 +94,10 @@ def _panel(plt, ax, rows: list[dict], relative: bool, low: float, high: float) -
             if r["significant"]:
                 up = r["direction"] == "+"
                 y = above + 0.04 if up else below - 0.04
-                ax.plot(px, y, "^" if up else "v", color="black", markersize=7)
+                # hollow: the same verdict also comes out under a sanity control (vt-stats --control)
+                hollow = r.get("survives_controls") is False
+                ax.plot(px, y, "^" if up else "v", color="black", markersize=7,
+                        markerfacecolor="white" if hollow else "black")
     null = {r["layer"]: (r["null_mean"], *_null_interval(r)) for r in rows}
     pos = x - 0.4 + width * (len(labels) + 0.5)
     ax.bar(pos, [null[l][0] for l in layers], width,
@@ -109,6 +112,9 @@ def _panel(plt, ax, rows: list[dict], relative: bool, low: float, high: float) -
     handles.append(Patch(facecolor="0.8", edgecolor="black", linewidth=0.4, label="random vs random (null)"))
     handles += [Line2D([], [], marker="^", ls="", color="black", label="significantly above null"),
                 Line2D([], [], marker="v", ls="", color="black", label="significantly below null")]
+    if any(r.get("survives_controls") is False for r in rows):
+        handles.append(Line2D([], [], marker="^", ls="", color="black", markerfacecolor="white",
+                              label="also significant under a sanity control"))
     if any(not r["reachable"] for r in rows):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="significance unreachable"))
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import __version__
 
+TEXT_COLUMNS = ("target", "layer", "concept", "against", "verdict", "controls")   # the others are numbers
 SETTING_KEYS = ("test", "correction", "family", "m", "alpha", "min_accuracy")
 MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
         ".gif": "image/gif"}
@@ -33,6 +34,7 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em aut
 table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 7px}
 td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0}
 tr.sig-pos td{background:#e3f4e3}tr.sig-neg td{background:#f9e1e1}tr.chance td{color:#888}
+tr.control-fails td{background:#fff1c2}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}img{max-width:100%}
 figure{margin:1em 0}figcaption{color:#555;font-size:13px}"""
 
@@ -55,12 +57,35 @@ class Built:
 
 
 # --------------------------------------------------------------------------- content
-def columns() -> list[tuple[str, str]]:
-    """(header, how to show it) of the significance table."""
-    return [("target", "target"), ("layer", "layer"), ("concept", "concept"), ("against", "against"),
-            ("R", "R"), ("score [95% interval]", "score"), ("null [95% band]", "null"), ("p", "p"),
-            ("p corrected", "p_corrected"), ("effect size", "effect_size"), ("CAV accuracy", "cav_accuracy"),
-            ("significant", "verdict")]
+def columns(records: list[dict] | None = None) -> list[tuple[str, str]]:
+    """(header, how to show it) of the significance table; a controls column where the records have controls."""
+    shown = [("target", "target"), ("layer", "layer"), ("concept", "concept"), ("against", "against"),
+             ("R", "R"), ("score [95% interval]", "score"), ("null [95% band]", "null"), ("p", "p"),
+             ("p corrected", "p_corrected"), ("effect size", "effect_size"), ("CAV accuracy", "cav_accuracy"),
+             ("significant", "verdict")]
+    if control_names(records or []):
+        shown.append(("under the sanity controls", "controls"))
+    return shown
+
+
+def control_names(records: list[dict]) -> list[str]:
+    """The sanity controls vt-stats --control compared the verdicts with, in their order."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.get("controls") or {}))
+    return list(names)
+
+
+def control_summary(records: list[dict]) -> str | None:
+    """One sentence on the controls: which, and how many significant verdicts also appear under one."""
+    names = control_names(records)
+    if not names:
+        return None
+    significant = [r for r in records if r.get("significant")]
+    fails = [r for r in significant if r.get("survives_controls") is False]
+    return (f"Sanity controls (the same chain under a randomised model or gradients): {', '.join(names)}. "
+            f"{len(fails)} of {len(significant)} significant verdicts also appear, in the same direction, under a "
+            f"control: they do not show what the model learned.")
 
 
 def cell(record: dict, key: str) -> str:
@@ -84,11 +109,19 @@ def cell(record: dict, key: str) -> str:
         return num(record.get(key), ".2f")
     if key == "cav_accuracy":
         return num(record.get(key), ".2f")
+    if key == "controls":
+        shown = []
+        for name, control in (record.get("controls") or {}).items():
+            verdict = "n/a" if control is None else "no" if not control.get("significant") else \
+                "yes, higher" if control.get("direction") == "+" else "yes, lower"
+            shown.append(f"{name}: {verdict}")
+        return "; ".join(shown)
     if key == "verdict":
         if not record.get("cav_ok", True):
             return "chance CAV"
         if record.get("significant"):
-            return "yes, higher" if record.get("direction") == "+" else "yes, lower"
+            also = " (also under a control)" if record.get("survives_controls") is False else ""
+            return ("yes, higher" if record.get("direction") == "+" else "yes, lower") + also
         if record.get("reachable") is False:
             return "no (unreachable with this R)"
         return "no"
@@ -98,6 +131,8 @@ def cell(record: dict, key: str) -> str:
 def row_class(record: dict) -> str:
     if not record.get("cav_ok", True):
         return "chance"
+    if record.get("survives_controls") is False:
+        return "control-fails"
     if record.get("significant"):
         return "sig-pos" if record.get("direction") == "+" else "sig-neg"
     return ""
@@ -110,6 +145,11 @@ def settings(records: list[dict]) -> dict[str, str]:
         values = sorted({json.dumps(r[key]) for r in records if key in r})
         if values:
             found[key] = ", ".join(json.loads(v) if v.startswith('"') else v for v in values)
+    runs = sorted({r["control"] for r in records if r.get("control")})
+    if runs:   # the table itself is of a control run
+        found["control run"] = ", ".join(runs)
+    if control_names(records):
+        found["sanity controls"] = ", ".join(control_names(records))
     rs = sorted({r.get("R", r.get("n")) for r in records if r.get("R", r.get("n")) is not None})
     if rs:
         found["R (CAVs per hypothesis)"] = ", ".join(map(str, rs))
@@ -161,13 +201,17 @@ def _html(report: Report, provenance: list[dict]) -> str:
              f"null. Green rows: significantly higher than the null after correction; red: significantly "
              f"lower; grey: the concept's CAVs are no better than chance.</p>", "<h2>Settings</h2><table>"]
     parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in settings(report.stats).items()]
-    parts.append('</table>\n<h2>Significance</h2>\n<table id="significance"><thead><tr>')
-    parts += [f"<th>{esc(header)}</th>" for header, _ in columns()]
+    parts.append("</table>\n<h2>Significance</h2>")
+    if control_summary(report.stats):
+        parts.append(f'<p id="controls">{esc(control_summary(report.stats))} Yellow rows: such verdicts.</p>')
+    parts.append('<table id="significance"><thead><tr>')
+    shown = columns(report.stats)
+    parts += [f"<th>{esc(header)}</th>" for header, _ in shown]
     parts.append("</tr></thead><tbody>")
     for record in report.stats:
         cls = row_class(record)
-        cells = "".join(f'<td{" class=num" if key not in ("target", "layer", "concept", "against", "verdict") else ""}>'
-                        f"{esc(cell(record, key))}</td>" for _, key in columns())
+        cells = "".join(f'<td{"" if key in TEXT_COLUMNS else " class=num"}>'
+                        f"{esc(cell(record, key))}</td>" for _, key in shown)
         parts.append(f'<tr{f" class={cls}" if cls else ""}>{cells}</tr>')
     parts.append("</tbody></table>")
     if report.figures:
@@ -207,9 +251,12 @@ def _markdown(report: Report, provenance: list[dict]) -> str:
              "Significant: higher or lower than the random-vs-random null after correction.", "", "## Settings", "",
              "| setting | value |", "| --- | --- |"]
     lines += [f"| {md(k)} | {md(v)} |" for k, v in settings(report.stats).items()]
-    lines += ["", "## Significance", "", "| " + " | ".join(h for h, _ in columns()) + " |",
-              "|" + "|".join(" --- " for _ in columns()) + "|"]
-    lines += ["| " + " | ".join(md(cell(r, key)) for _, key in columns()) + " |" for r in report.stats]
+    shown = columns(report.stats)
+    lines += ["", "## Significance", ""]
+    if control_summary(report.stats):
+        lines += [control_summary(report.stats), ""]
+    lines += ["| " + " | ".join(h for h, _ in shown) + " |", "|" + "|".join(" --- " for _ in shown) + "|"]
+    lines += ["| " + " | ".join(md(cell(r, key)) for _, key in shown) + " |" for r in report.stats]
     if report.figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{f.name}]({_relative(f, report.base)})" for f in report.figures]

@@ -4,7 +4,8 @@
   a permutation test, a test of the magnitudes) and the smallest p each can attain;
 - :mod:`.corrections`: the multiple-testing corrections (registry: Bonferroni, Holm, BH, none);
 - :mod:`.hypotheses`: one hypothesis per (target, layer, concept, against), families;
-- :mod:`.inputs`: score records validated, duplicates and mixed runs refused.
+- :mod:`.inputs`: score records validated, duplicates and mixed runs refused;
+- :mod:`.controls`: sanity controls (randomised models, gradients) beside the real verdicts.
 
 Example:
     >>> correct([0.01, 0.02, 0.5], "bonferroni").round(3).tolist()
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import corrections, methods
+from . import controls, corrections, methods
 from .corrections import correct
 from .hypotheses import FAMILIES, significance_tests, strict
 from .inputs import check_scores
@@ -29,7 +30,7 @@ DEFAULT_TEST = methods.DEFAULT
 DEFAULT_FAMILY = "all"
 DEFAULT_CORRECTION = "bonferroni"
 
-__all__ = ["CORRECTIONS", "TESTS", "FAMILIES", "DEFAULT_TEST", "DEFAULT_FAMILY", "DEFAULT_CORRECTION",
+__all__ = ["controls", "CORRECTIONS", "TESTS", "FAMILIES", "DEFAULT_TEST", "DEFAULT_FAMILY", "DEFAULT_CORRECTION",
            "correct", "cohens_d", "ttest", "significance_tests", "check_scores", "strict"]
 
 

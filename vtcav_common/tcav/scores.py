@@ -12,6 +12,7 @@ import numpy as np
 from ..cavs_file import CAVFile
 from ..embeddings import Embeddings, require_same_model
 from ..errors import IncompatibleError, UsageError, VtcavError
+from ..models.controls import scoring_control
 from ..scoring import ConstancyCheck, directional_derivatives, permute_features, tcav_scores
 
 BATCH_BYTES = 64 << 20      # gradient rows read at a time: about 64 MB, whatever the layer's width
@@ -39,7 +40,9 @@ class ScoreRecord:
     model: str | None
     cav_run: str
     gradients_run: str
-    control: str | None = None   # "permuted-gradients" for the negative control
+    # The sanity control the scores come from (vt-embed --control: "reinit", "cascade:LAYER",
+    # "permute-grads", "permute-labels"; vt-score --permute-gradients: "permuted-gradients"); None: a real run.
+    control: str | None = None
     n_clips: int | None = None   # clips a side the CAV was fitted on (balanced)
     # the directional derivative of every input (5 significant digits), in the gradients file's
     # order: vt-stats bootstraps over inputs with them (intervals) and mirrors null CAVs exactly
@@ -47,7 +50,7 @@ class ScoreRecord:
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        for optional in ("control", "n_clips", "derivatives"):
+        for optional in ("n_clips", "derivatives"):
             if record[optional] is None:
                 del record[optional]
         return record
@@ -71,6 +74,9 @@ def score_cavs(cavs: str | Path, gradients: str | Path, options: ScoreOptions = 
     """Directional derivatives of the target logit along every CAV, streamed over the inputs."""
     with CAVFile(cavs) as cav_file, Embeddings(gradients) as grads:
         require_same_model(str(cavs), cav_file.provenance, str(gradients), grads.provenance)
+        control = scoring_control(str(cavs), cav_file.provenance, str(gradients), grads.provenance)
+        if options.permute_gradients:
+            control = "permuted-gradients" if control is None else f"{control}+permuted-gradients"
         target = grads.provenance.get("target")
         if target is None:
             raise VtcavError(f"{gradients}: has no gradients (run vt-embed with --target CLASS)")
@@ -100,8 +106,7 @@ def score_cavs(cavs: str | Path, gradients: str | Path, options: ScoreOptions = 
                     classifier=cav_file.provenance.get("classifier"),
                     model=(cav_file.provenance.get("model") or {}).get("arch"),
                     cav_run=cav_file.run_id, gradients_run=grads.run_id,
-                    control="permuted-gradients" if options.permute_gradients else None,
-                    n_clips=_clips_a_side(row),
+                    control=control, n_clips=_clips_a_side(row),
                     derivatives=[float(f"{d:.5g}") for d in derivatives[:, column]] if options.per_input else None))
     return records
 
