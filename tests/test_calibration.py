@@ -19,6 +19,7 @@ from vtcav_common.stats import significance_tests
 from vtcav_common.tcav.fitting import null_pairs
 
 ALPHA = 0.05
+PARTNERS = 10
 
 
 def _world_records(rng, r: int, planted: float = 0.0, clips: int = 15, dims: int = 40, inputs: int = 20,
@@ -44,7 +45,7 @@ def _world_records(rng, r: int, planted: float = 0.0, clips: int = 15, dims: int
 
     randoms = [f"random_{i:02d}" for i in range(r)]
     records = [record(c, rnd, "concept", i) for c in ("null", "planted") for i, rnd in enumerate(randoms)]
-    records += [record(randoms[i], randoms[j], "null", n) for n, (i, j) in enumerate(null_pairs(r))]
+    records += [record(randoms[i], randoms[j], "null", n) for n, (i, j) in enumerate(null_pairs(r, PARTNERS))]
     # a relative CAV between two null concepts: under the null, any difference is the sets' quirks
     sets["null_b"] = clip_set()
     means["null_b"] = sets["null_b"].mean(axis=0)
