@@ -137,3 +137,28 @@ def test_masks_in_shards_merge_to_the_unsharded_statistics(discovery):
                      "--target", "right", *model_args(), "--concepts", out / "concepts.h5", "--stats",
                      out / "merged.h5", check=True)
     assert len(ranked.stdout.splitlines()) == len((out / "ranking.jsonl").read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_tubelets_in_shards_merge_to_the_unsharded_file(tiny_world):
+    """--shard takes whole videos; vt-merge joins the clips, masks and the VTCD features and grid weights."""
+    import h5py
+
+    from vtcav_common.ace.vtcd import read_tubelets
+
+    common = [tiny_world / "labels.jsonl", "--label", "right", "--split", "train", *model_args(), "--layers",
+              "block3", "--max-videos", "2"]
+    run_cli("vt-ace", "tubelets", *common, "-o", tiny_world / "tub_all.h5", check=True)
+    for k in (0, 1):
+        run_cli("vt-ace", "tubelets", *common, "--shard", f"{k}/2", "-o", tiny_world / f"tub.{k}.h5", check=True)
+    run_cli("vt-merge", tiny_world / "tub_m.h5", tiny_world / "tub.0.h5", tiny_world / "tub.1.h5", "--copy",
+            check=True)
+    whole, merged = read_tubelets(str(tiny_world / "tub_all.h5")), read_tubelets(str(tiny_world / "tub_m.h5"))
+    assert whole.order == merged.order and len(whole.order) == 2
+    np.testing.assert_array_equal(whole.features("block3"), merged.features("block3"))
+    with h5py.File(tiny_world / "tub_all.h5") as a, h5py.File(tiny_world / "tub_m.h5") as b:
+        for name in ("clips", "masks", "vtcd_grid/block3"):
+            np.testing.assert_array_equal(a["concepts/tubelets"][name][()], b["concepts/tubelets"][name][()])
+    shard = run_cli("vt-ace", "vtcd", tiny_world / "tub.0.h5", "--videos", tiny_world / "labels.jsonl", "--target",
+                    "right", *model_args(), "-o", tiny_world / "c.h5", "--concepts-only")
+    assert shard.returncode == 1 and "join the shards with vt-merge first" in shard.stderr

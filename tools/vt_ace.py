@@ -415,7 +415,9 @@ def vtcd(
     if table is not None:
         parts = [markdown_ranking(result.ranking, result.summary)]
         for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
-            parts.append(markdown_tables([r for r in result.faithfulness if r["layer"] == layer]))
+            # 3D-ACE's tables, on the masked videos themselves (not held-out ones)
+            parts.append(markdown_tables([r for r in result.faithfulness if r["layer"] == layer]).replace(
+                " test videos,", " videos (the masked ones),"))
         with cli.open_text_output(str(table)) as handle:
             handle.write("\n\n".join(parts) + "\n")
     if sheets is not None:
