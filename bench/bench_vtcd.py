@@ -8,7 +8,8 @@ Each step runs as its own process (what users run, start-up included) under ``/u
 ``vt-ace tubelets`` on the first N videos (three layers of the project's tiny classifier), then,
 on the concepts discovered from all of them, ``vt-ace masks`` on N videos (a ``--shard`` of the
 tubelets: the same code path) with M masks each. Printed: wall and CPU seconds, peak RSS, and the
-CPU seconds per masked forward pass. Memory should stay flat in N and M: a video is read, masked
+CPU seconds per masked forward pass beyond the start-up (the CPU time of the smallest run, less its
+forwards at the same rate, is the start-up). Memory should stay flat in N and M: a video is read, masked
 and reduced to its P x P regression statistics before the next; masks are drawn and run in chunks.
 Time is compared in CPU seconds; on a shared machine wall time also measures the neighbours' load.
 """
@@ -68,14 +69,24 @@ def main() -> None:
         full = tmp / f"tub{max(counts)}.h5"
         subprocess.run([exe, "vtcd", full, "--videos", labels, "--target", "right", *MODEL, "-o",
                         tmp / "concepts.h5", "--concepts-only", "-q"], check=True)
-        print("\nvt-ace masks (12 concepts x (1 + 4 null copies) = 60 groups)")
-        print(f"{'videos':>7} {'masks':>6} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'cpu ms/forward':>15}")
+        from vtcav_common.ace.vtcd import read_concept_model
+
+        n_concepts = len(read_concept_model(str(tmp / "concepts.h5")).names)
+        print(f"\nvt-ace masks ({n_concepts} concepts x (1 + 4 null copies) = {5 * n_concepts} groups)")
+        print(f"{'videos':>7} {'masks':>6} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
         runs = [(n, args.fixed_masks) for n in counts] + [(args.fixed_videos, m) for m in masks]
+        results = {}
         for n, m in dict.fromkeys(runs):
-            r = timed([exe, "masks", tmp / "concepts.h5", tmp / f"tub{n}.h5", "--videos", labels, *MODEL,
-                       "--masks", m, "-o", tmp / f"stats_{n}_{m}.h5", "-q"])
-            per = 1000 * r["cpu"] / (n * (m + 1))
-            print(f"{n:>7} {m:>6} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss_mb']:>8.0f} {per:>15.0f}")
+            results[(n, m)] = timed([exe, "masks", tmp / "concepts.h5", tmp / f"tub{n}.h5", "--videos", labels,
+                                     *MODEL, "--masks", m, "-o", tmp / f"stats_{n}_{m}.h5", "-q"])
+        # the marginal CPU cost of a masked forward, from the largest and smallest runs
+        forwards = {key: key[0] * (key[1] + 1) for key in results}
+        small, large = min(forwards, key=forwards.get), max(forwards, key=forwards.get)
+        per = (results[large]["cpu"] - results[small]["cpu"]) / (forwards[large] - forwards[small])
+        startup = results[small]["cpu"] - per * forwards[small]
+        for (n, m), r in results.items():
+            print(f"{n:>7} {m:>6} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss_mb']:>8.0f}")
+        print(f"marginal CPU per masked forward {1000 * per:.0f} ms; start-up {startup:.1f} CPU s")
 
 
 if __name__ == "__main__":

@@ -333,14 +333,16 @@ def tubelets(
 @app.command(epilog="Examples (one command, from videos to ranked concepts):\n\n"
                     f"    vt-ace vtcd world/labels.jsonl --target right --split train {VTCD_MODEL} "
                     "--layers block1,block2,block3 -o concepts.h5 --ranking ranking.jsonl --table vtcd.md "
-                    "--faithfulness faith.jsonl --sheets sheets/ --gt world/gt.jsonl\n\n"
-                    "In shards (tubelets and masks per video, joined by vt-merge):\n\n"
-                    f"    vt-ace vtcd tub.h5 --videos world/labels.jsonl --target right {VTCD_MODEL} -o concepts.h5 "
-                    "--concepts-only\n\n"
-                    f"    vt-ace masks concepts.h5 tub.h5 --videos world/labels.jsonl {VTCD_MODEL} --shard 0/2 "
-                    "-o stats.0.h5   (and 1/2)\n\n"
-                    f"    vt-merge stats.h5 stats.0.h5 stats.1.h5 && vt-ace vtcd tub.h5 --videos world/labels.jsonl "
-                    f"--target right {VTCD_MODEL} --concepts concepts.h5 --stats stats.h5 --ranking ranking.jsonl")
+                    "--faithfulness faith.jsonl --sheets sheets/ --gt world/gt.jsonl --work-dir work\n\n"
+                    "The same in steps, the per-video ones in shards joined by vt-merge (vt-ace tubelets --shard "
+                    "makes work/tubelets.h5 the same way):\n\n"
+                    f"    vt-ace vtcd work/tubelets.h5 --videos world/labels.jsonl --target right {VTCD_MODEL} "
+                    "-o concepts2.h5 --concepts-only\n\n"
+                    f"    for k in 0 1; do vt-ace masks concepts2.h5 work/tubelets.h5 --videos world/labels.jsonl "
+                    f"{VTCD_MODEL} --shard $k/2 -o stats.$k.h5; done\n\n"
+                    f"    vt-merge stats.h5 stats.0.h5 stats.1.h5 && vt-ace vtcd work/tubelets.h5 --videos "
+                    f"world/labels.jsonl --target right {VTCD_MODEL} --concepts concepts2.h5 --stats stats.h5 "
+                    "--ranking ranking2.jsonl")
 def vtcd(
     source: str = typer.Argument(..., help="A labels manifest (the class's videos are cut into tubelets) or a "
                                            "tubelets file from vt-ace tubelets."),
@@ -433,9 +435,9 @@ def vtcd(
             cli.info(f"  {layer}: {line}")
 
 
-@app.command(epilog="Example:\n\n"
-                    f"    vt-ace masks concepts.h5 tub.h5 --videos world/labels.jsonl --target right {VTCD_MODEL} "
-                    "--shard 0/2 -o stats.0.h5")
+@app.command(epilog="Example (after vt-ace vtcd ... --work-dir work -o concepts.h5):\n\n"
+                    f"    vt-ace masks concepts.h5 work/tubelets.h5 --videos world/labels.jsonl --target right "
+                    f"{VTCD_MODEL} --shard 0/2 -o stats.0.h5")
 def masks(
     concepts: str = typer.Argument(..., help="Concept file from vt-ace vtcd."),
     tubelets_file: str = typer.Argument(..., help="Tubelets file of the videos to mask (vt-ace tubelets)."),
