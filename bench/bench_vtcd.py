@@ -57,16 +57,17 @@ def main() -> None:
     exe = VENV_BIN / "vt-ace"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        subprocess.run([VENV_BIN / "vt-synth", tmp / "world", "--seed", "3", "--train-per-class", str(max(counts)),
+        subprocess.run([VENV_BIN / "vt-synth", tmp / "world", "--seed", "3", "--train-per-class",
+                        str(max(max(counts), args.fixed_videos)),
                         "--test-per-class", "1", "-q"], check=True)
         labels = tmp / "world" / "labels.jsonl"
         print("vt-ace tubelets (SLIC 30 + one forward a video, 3 layers)")
         print(f"{'videos':>7} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
-        for n in counts:
+        for n in sorted(set(counts) | {args.fixed_videos}):   # the masks runs read the tubelets of each N
             r = timed([exe, "tubelets", labels, "--label", "right", "--split", "train", "--max-videos", n, *MODEL,
                        "--layers", "block1,block2,block3", "-o", tmp / f"tub{n}.h5", "-q"])
             print(f"{n:>7} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss_mb']:>8.0f}")
-        full = tmp / f"tub{max(counts)}.h5"
+        full = tmp / f"tub{max(max(counts), args.fixed_videos)}.h5"
         subprocess.run([exe, "vtcd", full, "--videos", labels, "--target", "right", *MODEL, "-o",
                         tmp / "concepts.h5", "--concepts-only", "-q"], check=True)
         from vtcav_common.ace.vtcd import read_concept_model
