@@ -45,7 +45,7 @@ UNAVAILABLE = {
 # Epilogs whose examples continue from the state another epilog's examples left.
 CONTINUES = {"vt_ace supervoxels": "vt_ace", "vt_ace discover": "vt_ace", "vt_ace faithfulness": "vt_ace",
              "vt_ace features": "vt_ace",
-             "vt_ace sheet": "vt_ace"}
+             "vt_ace sheet": "vt_ace", "vt_ace masks": "vt_ace vtcd"}
 
 
 def _epilogs():

@@ -269,4 +269,216 @@ def sheet(
     cli.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")
 
 
+VTCD_MODEL = "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt"
+
+
+def _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max, max_members, masks,
+                   rate, null_copies, bootstrap, alpha, response, cells, seed, batch_size, faith, max_concepts, gt):
+    from vtcav_common.ace.masking import MaskOptions
+    from vtcav_common.ace.vtcd import ClusterOptions
+    from vtcav_common.ace.vtcd_run import VtcdSettings
+    from vtcav_common.models.layers import parse_layer_list
+
+    return VtcdSettings(
+        target=target, layers=parse_layer_list(layers), split=split or None, max_videos=max_videos,
+        segmentation=SegmentParams(parse_resolutions(resolutions), compactness),
+        cluster=ClusterOptions(k_min=k_min, k_max=k_max, max_members=max_members, seed=seed),
+        masks=MaskOptions(masks=masks, rate=rate, null_copies=null_copies, bootstrap=bootstrap, alpha=alpha,
+                          seed=seed, batch_size=batch_size, response=response, cells=cells),
+        faithfulness=faith, max_concepts=max_concepts, gt=gt)
+
+
+@app.command(epilog="Examples:\n\n"
+                    f"    vt-ace tubelets world/labels.jsonl --label right --split train {VTCD_MODEL} "
+                    "--layers block1,block2,block3 -o tub.h5\n\n"
+                    f"    for k in 0 1; do vt-ace tubelets world/labels.jsonl --label right --split train {VTCD_MODEL} "
+                    "--layers block2,block3 --shard $k/2 -o tub.$k.h5; done; vt-merge tub.h5 tub.0.h5 tub.1.h5")
+def tubelets(
+    videos: str = typer.Argument(..., help="A labels manifest (labels.jsonl) or a folder of videos."),
+    out: Path = opt.output(..., help="Tubelets file (a supervoxel clip set with VTCD features per layer)."),
+    labels: List[str] = opt.labels(help="Only videos with this label (the class to explain)."),
+    split: Optional[str] = opt.split(),
+    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
+    layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layers (each a channels x T x H x W "
+                                                          "feature map)."),
+    resolutions: str = typer.Option("30", "--resolutions", help="SLIC segment counts (one: the tubelets "
+                                                                "partition each video)."),
+    compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    shard: Optional[str] = opt.shard(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
+) -> None:
+    """VTCD step 1: cut each video into tubelets and pool each tubelet's features at every layer."""
+    from vtcav_common.ace.vtcd import write_tubelets
+    from vtcav_common.models.layers import parse_layer_list
+
+    cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)
+    params = SegmentParams(parse_resolutions(resolutions), compactness)
+    chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
+    chosen = chosen[:max_videos] if max_videos else chosen
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    started = time.perf_counter()
+    count = write_tubelets(chosen, out, loaded, parse_layer_list(layers), params,
+                           labels[0] if len(labels) == 1 else None,
+                           {"videos_source": Path(videos).name, "split": split}, part)
+    cli.info(f"vt-ace: {count} tubelets -> {out} ({time.perf_counter() - started:.1f} s)")
+
+
+@app.command(epilog="Examples (one command, from videos to ranked concepts):\n\n"
+                    f"    vt-ace vtcd world/labels.jsonl --target right --split train {VTCD_MODEL} "
+                    "--layers block1,block2,block3 -o concepts.h5 --ranking ranking.jsonl --table vtcd.md "
+                    "--faithfulness faith.jsonl --sheets sheets/ --gt world/gt.jsonl --work-dir work\n\n"
+                    "The same in steps, the per-video ones in shards joined by vt-merge (vt-ace tubelets --shard "
+                    "makes work/tubelets.h5 the same way):\n\n"
+                    f"    vt-ace vtcd work/tubelets.h5 --videos world/labels.jsonl --target right {VTCD_MODEL} "
+                    "-o concepts2.h5 --concepts-only\n\n"
+                    f"    for k in 0 1; do vt-ace masks concepts2.h5 work/tubelets.h5 --videos world/labels.jsonl "
+                    f"{VTCD_MODEL} --shard $k/2 -o stats.$k.h5; done\n\n"
+                    f"    vt-merge stats.h5 stats.0.h5 stats.1.h5 && vt-ace vtcd work/tubelets.h5 --videos "
+                    f"world/labels.jsonl --target right {VTCD_MODEL} --concepts concepts2.h5 --stats stats.h5 "
+                    "--ranking ranking2.jsonl")
+def vtcd(
+    source: str = typer.Argument(..., help="A labels manifest (the class's videos are cut into tubelets) or a "
+                                           "tubelets file from vt-ace tubelets."),
+    target: str = opt.target(..., help="The class whose concepts are discovered and whose response is masked."),
+    out: Optional[Path] = opt.output(None, help="Concept file to write (a clip set: vtcd_<layer>_NN)."),
+    ranking: str = typer.Option("-", "--ranking", help="Ranking JSONL ('-' for stdout)."),
+    table: Optional[Path] = typer.Option(None, "--table", help="Also write the discovery table (and the "
+                                                              "faithfulness tables) as Markdown."),
+    videos: Optional[str] = typer.Option(None, "--videos", help="The labels manifest of the videos (needed with a "
+                                                                "tubelets file)."),
+    split: Optional[str] = opt.split("train", help="Split of the class's videos ('' for all)."),
+    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
+    layers: str = typer.Option("", "--layers", "-l", help="Comma-separated layers (default: all of the tubelets "
+                                                          "file's)."),
+    resolutions: str = typer.Option("30", "--resolutions", help="SLIC segment counts of the tubelets."),
+    compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness."),
+    k_min: int = typer.Option(4, "--k-min", help="Fewest clusters a layer (k = the silhouette-best in k-min..k-max)."),
+    k_max: int = typer.Option(12, "--k-max", help="Most clusters a layer."),
+    max_members: int = typer.Option(40, "--max-members", min=1, help="Member clips kept a concept (nearest the "
+                                                                     "centre)."),
+    masks: int = typer.Option(128, "--masks", help="Random masks per video."),
+    rate: float = typer.Option(0.05, "--rate", help="Probability that a concept (or null copy) is masked in a draw."),
+    null_copies: int = typer.Option(4, "--null-copies", help="Randomly shifted copies of each concept: the null."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap replicates over videos."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Level after Holm's correction over the concepts."),
+    response: str = typer.Option("logprob", "--response", help="What masking moves: logprob (the target's "
+                                                               "log-probability) or logit."),
+    cells: str = typer.Option("owner", "--cells", help="owner: a grid cell is masked wholly with the tubelet "
+                                                       "covering most of it; share: in proportion."),
+    concepts: Optional[str] = typer.Option(None, "--concepts", help="A concept file written before: skip "
+                                                                    "clustering."),
+    stats: Optional[str] = typer.Option(None, "--stats", help="Masking statistics from vt-ace masks (merged): "
+                                                              "skip masking."),
+    concepts_only: bool = typer.Option(False, "--concepts-only", help="Stop after writing the concept file."),
+    faith: Optional[str] = typer.Option(None, "--faithfulness", help="Add/remove faithfulness records (JSONL) per "
+                                                                    "layer."),
+    max_concepts: int = typer.Option(3, "--max-concepts", min=1, help="Faithfulness columns k = 1..this."),
+    sheets: Optional[Path] = typer.Option(None, "--sheets", help="A contact-sheet PNG per concept in this folder."),
+    gt: Optional[str] = typer.Option(None, "--gt", help="True boxes (vt-synth's gt.jsonl): each concept's "
+                                                        "overlap with each object class."),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep tubelets.h5 and stats.h5 here."),
+    seed: int = opt.seed(help="Seed of k-means, the masks, the null copies and the bootstrap."),
+    batch_size: int = opt.batch_size(16, help="Masked copies of a video per forward pass."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
+) -> None:
+    """VTCD with a null: tubelets in the model's features, per-layer concepts, ranked by random masking on the
+    real videos against randomly placed copies of the same size."""
+    from vtcav_common.ace.faithfulness import format_tables, markdown_tables
+    from vtcav_common.ace.vtcd_run import format_ranking, markdown_ranking, run_vtcd
+
+    cli.set_quiet(quiet)
+    settings = _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max,
+                              max_members, masks, rate, null_copies, bootstrap, alpha, response, cells, seed,
+                              batch_size, faith is not None, max_concepts, gt)
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    started = time.perf_counter()
+    result = run_vtcd(loaded, source, settings, out, videos, concepts, stats, work_dir, concepts_only)
+    if result is None:
+        cli.info(f"vt-ace: concepts -> {out} ({time.perf_counter() - started:.1f} s)")
+        return
+    with cli.open_text_output(ranking) as handle:
+        write_records(result.ranking, handle)
+    if faith is not None:
+        with cli.open_text_output(faith) as handle:
+            write_records(result.faithfulness, handle)
+    if table is not None:
+        parts = [markdown_ranking(result.ranking, result.summary)]
+        for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
+            # 3D-ACE's tables, on the masked videos themselves (not held-out ones)
+            parts.append(markdown_tables([r for r in result.faithfulness if r["layer"] == layer]).replace(
+                " test videos,", " videos (the masked ones),"))
+        with cli.open_text_output(str(table)) as handle:
+            handle.write("\n\n".join(parts) + "\n")
+    if sheets is not None:
+        sources = videos if videos else (None if source.endswith((".h5", ".hdf5")) else source)
+        written = write_sheets(concepts or str(out), sheets, {r["concept"]: r for r in result.ranking},
+                               videos=sources)
+        cli.info(f"vt-ace: {len(written)} contact sheets in {sheets}")
+    cli.info(f"vt-ace: {len(result.ranking)} concepts ranked ({time.perf_counter() - started:.1f} s)")
+    for line in format_ranking(result.ranking, result.summary):
+        cli.info(line)
+    for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
+        for line in format_tables([r for r in result.faithfulness if r["layer"] == layer], "mean_prob"):
+            cli.info(f"  {layer}: {line}")
+
+
+@app.command(epilog="Example (after vt-ace vtcd ... --work-dir work -o concepts.h5):\n\n"
+                    f"    vt-ace masks concepts.h5 work/tubelets.h5 --videos world/labels.jsonl --target right "
+                    f"{VTCD_MODEL} --shard 0/2 -o stats.0.h5")
+def masks(
+    concepts: str = typer.Argument(..., help="Concept file from vt-ace vtcd."),
+    tubelets_file: str = typer.Argument(..., help="Tubelets file of the videos to mask (vt-ace tubelets)."),
+    out: Path = opt.output(..., help="Masking statistics (HDF5, one row a video)."),
+    videos: str = typer.Option(..., "--videos", help="The labels manifest of the videos."),
+    target: Optional[str] = opt.target(help="The class (default: the concepts')."),
+    model: Optional[str] = opt.model(),
+    weights: Optional[str] = opt.weights(),
+    count: int = typer.Option(128, "--masks", help="Random masks per video."),
+    rate: float = typer.Option(0.05, "--rate", help="Probability that a concept (or null copy) is masked in a draw."),
+    null_copies: int = typer.Option(4, "--null-copies", help="Randomly shifted copies of each concept: the null."),
+    response: str = typer.Option("logprob", "--response", help="logprob or logit."),
+    cells: str = typer.Option("owner", "--cells", help="owner or share (see vt-ace vtcd)."),
+    seed: int = opt.seed(help="Seed of the masks and the null copies (as vt-ace vtcd's)."),
+    batch_size: int = opt.batch_size(16, help="Masked copies of a video per forward pass."),
+    device: str = opt.device(),
+    class_names: Optional[Path] = opt.class_names(),
+    trust_checkpoint: bool = opt.trust_checkpoint(),
+    shard: Optional[str] = opt.shard(),
+    quiet: bool = opt.quiet(),
+    version: bool = opt.version(),
+) -> None:
+    """VTCD step 3 on its own (shardable): random masks over the concepts and their null copies, the
+    regression statistics of each video, for vt-ace vtcd --stats."""
+    from vtcav_common.ace.masking import MaskOptions, write_mask_stats
+    from vtcav_common.ace.vtcd import read_concept_model, read_tubelets, require_same_model
+    from vtcav_common.ace.vtcd_run import video_paths
+
+    cli.set_quiet(quiet)
+    part = sharding.parse_shard(shard)
+    options = MaskOptions(masks=count, rate=rate, null_copies=null_copies, seed=seed, batch_size=batch_size,
+                          response=response, cells=cells)
+    options.check()
+    concept_model = read_concept_model(concepts)
+    tubes = read_tubelets(tubelets_file)
+    paths = video_paths(videos)
+    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    require_same_model(concept_model.provenance, loaded, concepts)
+    started = time.perf_counter()
+    done = write_mask_stats(loaded, concept_model, tubes, paths, target or concept_model.target, options, out, part)
+    cli.info(f"vt-ace: masking statistics of {done} videos -> {out} ({time.perf_counter() - started:.1f} s)")
+
+
 main = cli.entry(app, "vt-ace")

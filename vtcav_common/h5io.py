@@ -27,7 +27,7 @@ from . import __version__
 from .files import WRITE_ERRNOS, atomic_path, request_hard_exit, write_error
 from .errors import VtcavError
 
-SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
+SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1, "masking": 1}
 
 
 @contextlib.contextmanager

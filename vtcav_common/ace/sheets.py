@@ -105,7 +105,11 @@ def write_sheets(path: str, out_dir: str | Path, ranking: dict[str, dict] | None
 
 def _title(info: clipsets.SetInfo, rank: dict | None) -> str:
     title = f"{info.name}  {info.n} clips"
-    if rank and "rank" in rank and "tcav_mean" in rank:
+    if rank and "rank" in rank and "excess" in rank:   # a VTCD ranking (vt-ace vtcd): masking effect vs the null
+        low, high = rank["excess_ci"]
+        title = (f"{info.name}  rank {rank['rank']}  excess {float(rank['excess']):+.2f} [{low:+.2f}, {high:+.2f}] "
+                 f"{rank['verdict']}  {info.n} clips")
+    elif rank and "rank" in rank and "tcav_mean" in rank:
         flag = "" if rank.get("significant", True) else "  (not significant)"
         title = f"{info.name}  rank {rank['rank']}  TCAV {float(rank['tcav_mean']):.2f}{flag}  {info.n} clips"
     return title

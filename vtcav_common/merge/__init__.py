@@ -35,12 +35,12 @@ from ..shard import SIDECAR_SUFFIX, sidecar_path
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Where each HDF5 kind keeps its per-item rows: the groups under this path (None: the root
 # datasets, one group of rows).
-ROW_GROUPS = {"embeddings": "sets", "clips": "concepts", "relevance": None}
+ROW_GROUPS = {"embeddings": "sets", "clips": "concepts", "relevance": None, "masking": None}
 # Settings that may differ between shards without changing a result (where a shard ran).
 LOCAL_SETTINGS = {"device", "batch", "batch_size"}
 # Per-kind provenance keys that count a shard's own items (the merge writes the total), or
 # list them (the merge joins the lists in shard order).
-SHARD_COUNTS = {"relevance": {"videos"}}
+SHARD_COUNTS = {"relevance": {"videos"}, "masking": {"videos"}}
 SHARD_LISTS = {"clips": {"videos"}}
 
 
