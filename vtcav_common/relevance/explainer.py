@@ -74,7 +74,9 @@ def colour_axis(layout: str) -> int:
 
 
 def default_cam_layer(loaded: LoadedModel, infos: dict[str, LayerInfo]) -> str:
-    """The deepest of the usual layers whose output is a space-time volume."""
+    """The model's declared Grad-CAM layer, else the deepest of the usual layers whose output is a volume."""
+    if getattr(loaded, "cam_layer", None):
+        return loaded.cam_layer
     volumes = [name for name in default_layers(loaded.module) if _is_volume(infos.get(name))]
     if not volumes:
         raise UsageError("this model has no usual layer with a C x T x H x W output; choose one with --layer "
