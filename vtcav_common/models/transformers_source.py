@@ -237,11 +237,15 @@ def build(request: common.LoadRequest) -> tuple[nn.Module, object, Path | None, 
         torch.manual_seed(0)   # reproducible random weights
         return model_class(config).eval(), config, None, config_file
     state = _read_state(weights, request.trust_checkpoint)
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()    # its load report: the one-line refusal below says it
     try:
         model, info = model_class.from_pretrained(None, config=config, state_dict=state, output_loading_info=True)
     except (RuntimeError, ValueError, KeyError) as err:
         raise VtcavError(f"{weights}: checkpoint does not fit {CLASSES[config.model_type]} "
                          f"({str(err).strip().splitlines()[0][:160]})") from None
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
     problems = [f"{kind.replace('_', ' ')} {', '.join(sorted(map(str, keys))[:3])}"
                 + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if (keys := info.get(kind))]
