@@ -26,8 +26,9 @@ app = cli.make_app(
     "vt-explain",
     help="Explain a video classifier's decision with **relevance maps over T x H x W**: Grad-CAM at a "
          "layer (`--method gradcam --layer NAME`), plain input gradients (`gradient`) or gradient x input "
-         "(`gradxinput`), or captum's integrated gradients, DeepLIFT, guided backprop, guided Grad-CAM, occlusion, "
-         "SmoothGrad and LRP (`--method integrated_gradients` ...), at the model's own input sampling. `--selective SIGMA` adds the "
+         "(`gradxinput`), or captum's integrated gradients, DeepLIFT, guided backprop, guided Grad-CAM, "
+         "occlusion, SmoothGrad and LRP (`--method integrated_gradients` ...), at the model's own input "
+         "sampling. `--selective SIGMA` adds the "
          "**selective-relevance** map (Hiley et al. 2020): the relevance kept only where a 3x3x3 temporal "
          "Sobel filter of the map exceeds SIGMA standard deviations, i.e. the relevance that changes with "
          "motion. Prints one JSON record per video (target, prediction, and the **share of relevance on "
@@ -69,8 +70,8 @@ def main_command(
     weights: Optional[str] = options.weights(),
     method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {', '.join(METHODS)}."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l",
-                                        help="Grad-CAM (and guided Grad-CAM) layer (default: the deepest usual layer with a "
-                                             "C x T x H x W output; see vt-embed --list-layers)."),
+                                        help="Grad-CAM (and guided Grad-CAM) layer (default: the deepest usual "
+                                             "layer with a C x T x H x W output; see vt-embed --list-layers)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Token layers: their T,H,W grid (when the block "
                                                             "does not return it)."),
     target: Optional[str] = typer.Option(None, "--target", "-t",

@@ -307,9 +307,6 @@ def _numbered_blocks(module: nn.Module) -> bool:
     return bool(members) and all(n.isdigit() for n, _ in members) and \
         any(any(True for _ in m.children()) for _, m in members)
 
-    visit("", module)
-    return names
-
 
 POOLING = (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d,
            nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
