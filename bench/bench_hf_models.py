@@ -11,8 +11,9 @@ swin3d_t at its Kinetics sampling, 32 x 224 x 224), saved to a temporary folder 
 through ``load_model`` like a user's model. Per clip (batch 1), what vt-embed does:
 "forward" records activations at the model's usual layers; "forward+backward" also takes
 gradients of one logit there (``vt-embed --target``). Times are the best of ``--repeats``
-after one warm-up run (the best is the figure least disturbed by other processes on a shared
-machine); memory is the process's peak resident set (CPU) or peak allocated CUDA memory,
+after one warm-up run (one run and no warm-up with ``--repeats 1``), wall and CPU seconds (on
+a shared machine the CPU seconds and the best run are the figures least disturbed by others);
+memory is the process's peak resident set (CPU) or peak allocated CUDA memory,
 beside the same figure right after loading (weights only).
 """
 
@@ -61,17 +62,23 @@ def peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def best_seconds(run, x: torch.Tensor, repeats: int, device: torch.device) -> float:
-    run(x)   # warm-up
+def best_seconds(run, x: torch.Tensor, repeats: int, device: torch.device) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of ``repeats`` runs, after a warm-up when there are 2 or more.
+
+    The process's CPU seconds (all its threads) are the fairer figure on a shared machine,
+    where the wall clock also counts the time other processes held the cores.
+    """
+    if repeats > 1:
+        run(x)   # warm-up
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
     return min(times)
 
 
@@ -90,8 +97,8 @@ def one(name: str, folder: Path, repeats: int, device_name: str) -> None:
     backward = best_seconds(LayerPass(loaded, layers, target_index=0), x, repeats, device)
     params = sum(p.numel() for p in loaded.module.parameters()) / 1e6
     print(f"| {name} | {spec.frames}x{spec.size[0]}x{spec.size[1]} | {params:.0f} M | {','.join(layers)} | "
-          f"{forward:.2f} s | {backward:.2f} s | {loaded_mb:.0f} | {forward_mb:.0f} | {peak_mb(device):.0f} |",
-          flush=True)
+          f"{forward[0]:.1f} s ({forward[1]:.1f} CPU s) | {backward[0]:.1f} s ({backward[1]:.1f} CPU s) | "
+          f"{loaded_mb:.0f} | {forward_mb:.0f} | {peak_mb(device):.0f} |", flush=True)
 
 
 def main() -> int:
@@ -109,7 +116,8 @@ def main() -> int:
         one(args.one, Path(args.folder), args.repeats, args.device)
         return 0
     unit = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
-    print(f"# {args.device}, {torch.get_num_threads()} threads, best of {args.repeats} after a warm-up; batch 1")
+    print(f"# {args.device}, {torch.get_num_threads()} threads, best of {args.repeats}"
+          f"{' after a warm-up' if args.repeats > 1 else ' (no warm-up)'}; batch 1")
     print(f"| model | clip | params | layers | forward / clip | forward+backward / clip | {unit} loaded | "
           f"{unit} forward | {unit} backward |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
