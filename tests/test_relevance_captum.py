@@ -123,6 +123,19 @@ def test_integrated_gradients_add_up_to_the_logit_change(small):
     np.testing.assert_allclose(relevance, ig[0].sum(0).abs().detach().numpy(), rtol=1e-4, atol=1e-7)
 
 
+def test_lrp_folds_batch_norms_without_changing_the_function(small):
+    import copy
+
+    from vtcav_common.relevance.captum_methods import canonize_for_lrp
+
+    loaded, x = small
+    folded = copy.deepcopy(loaded.module)
+    canonize_for_lrp(folded)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), loaded.module(x), rtol=1e-5, atol=1e-6)
+
+
 def test_lrp_refuses_a_model_it_has_no_rules_for_and_layer_only_for_layer_methods(small):
     loaded, _ = small
     odd = LoadedModel(nn.Sequential(nn.Conv3d(3, 4, 3), nn.GELU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
