@@ -16,9 +16,10 @@ path                                             tolerance (GPU vs CPU)
 ===============================================  ===========================================
 vt-embed --device cuda --precision fp32          activations and gradients: max |diff| /
                                                  max |CPU| <= 5e-3 (TF32 convolutions)
-vt-embed --device cuda --precision bf16 / fp16   (autocast; fp16 on tiny only) <= 6e-2 bf16,
-                                                 2e-2 fp16; and the
-                                                 cosine of each clip's vector >= 0.995
+vt-embed --device cuda --precision bf16 / fp16   (autocast; fp16 on tiny only) activations
+                                                 <= 3e-2 bf16, 5e-3 fp16; gradients <= 0.15
+                                                 bf16, 0.1 fp16; and the cosine of each
+                                                 clip's vector >= 0.995
 vt-cav --device cuda (same activations file)     each CAV's cosine with the CPU's >= 0.999,
                                                  accuracies equal within 0.05
 vt-explain --device cuda, gradcam                maps: correlation >= 0.999, motion shares
@@ -49,7 +50,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TOLERANCE = {"fp32": 5e-3, "bf16": 6e-2, "fp16": 2e-2}
+# max |GPU - CPU| / max |CPU| per array. fp32: TF32 convolutions. Half precision: about 3x what
+# CPU autocast gave against fp32 on the tiny model (acts bf16 9e-3, fp16 1.4e-3; gradients bf16
+# 5.2e-2, fp16 3.8e-2: the backward pass amplifies the forward's rounding).
+TOLERANCE = {("acts", "fp32"): 5e-3, ("grads", "fp32"): 5e-3, ("acts", "bf16"): 3e-2, ("grads", "bf16"): 1.5e-1,
+             ("acts", "fp16"): 5e-3, ("grads", "fp16"): 1e-1}
 MIN_CLIP_COSINE = 0.995
 MIN_CAV_COSINE = 0.999
 MIN_MAP_CORRELATION = {"gradcam": 0.999, "integrated_gradients": 0.99}
@@ -157,9 +162,9 @@ def check_model(name: str, model: list, world: Path, clips: Path, folder: Path) 
             gpu = arrays(out / f"{kind}-{DEVICE}-{precision}.h5", kind)
             worst = max(relative(gpu[k], reference[k]) for k in reference)
             cosine = min(min_cosine(gpu[k], reference[k]) for k in reference)
-            check(worst <= TOLERANCE[precision] and cosine >= MIN_CLIP_COSINE,
-                  f"vt-embed {kind} {DEVICE} {precision}", f"max rel. diff {worst:.2e} (<= {TOLERANCE[precision]:g}), "
-                  f"min clip cosine {cosine:.5f}")
+            bound = TOLERANCE[kind, precision]
+            check(worst <= bound and cosine >= MIN_CLIP_COSINE, f"vt-embed {kind} {DEVICE} {precision}",
+                  f"max rel. diff {worst:.2e} (<= {bound:g}), min clip cosine {cosine:.5f}")
     for device in ("cpu", DEVICE):
         times[f"cav {device}"], _ = command("vt-cav", out / "acts-cpu-fp32.h5", "--device", device, "--seed", "0",
                                             "-q", "-o", out / f"cavs-{device}.h5")
