@@ -23,7 +23,7 @@ from vtcav_common.errors import UsageError, VtcavError  # noqa: E402
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import LayerRecorder, preprocess  # noqa: E402
 from vtcav_common.models.layers import describe_layers  # noqa: E402
-from vtcav_common.relevance import Explainer  # noqa: E402
+from vtcav_common.relevance import METHODS, Explainer  # noqa: E402
 from vtcav_common.synth import CLASSES  # noqa: E402
 
 SMALL = dict(image_size=32, num_frames=4, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
@@ -210,6 +210,19 @@ def test_embed_pool_cav_score_and_explain_run_unchanged(folders, concept_clips, 
                      f"hf:{folders['videomae']}", "--selective", "1", "-o", tmp_path / "maps.h5", check=True)
     record = json.loads(result.stdout)
     assert record["layer"] == "encoder.layer.2" and record["motion_share"]["plain"] is not None
+
+
+@pytest.mark.parametrize("family", list(CONFIGS))
+def test_every_method_explains_a_transformer_but_lrp(folders, family):
+    loaded = load_model(f"hf:{folders[family]}", None)
+    x = torch.randn(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    for method in METHODS:
+        if method == "lrp":
+            with pytest.raises(UsageError, match="has no LRP rule"):
+                Explainer(loaded, method)
+            continue
+        relevance = Explainer(loaded, method)(x, 1).relevance
+        assert relevance.shape == (4, 32, 32) and np.isfinite(relevance).all() and relevance.max() > 0, method
 
 
 def test_describe_layers_gives_the_grid_for_each_token_layer(folders):

@@ -215,7 +215,8 @@ class CaptumMethod:
             spread = float(x.max() - x.min()) * SMOOTHGRAD_NOISE
             return engine.attribute(x, nt_type="smoothgrad", nt_samples=SMOOTHGRAD_SAMPLES,
                                     nt_samples_batch_size=BATCH, stdevs=spread, target=target)
-        _attach_lrp_rules(self.model)      # captum deletes the rules after each attribution
+        if method == "lrp":
+            _attach_lrp_rules(self.model)  # captum deletes the rules after each attribution
         return engine.attribute(x, target=target)
 
     def _window(self, x: torch.Tensor) -> tuple[int, ...]:
