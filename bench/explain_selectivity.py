@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/explain_selectivity.py --weights weights/classifier.pt \
         --test-per-class 10 --seed 0 --sigmas 0.5,1,2 --methods gradcam:block1,gradient,gradxinput --by-class
+    .venv/bin/python bench/explain_selectivity.py --methods all --sigmas 1 --markdown --pictures pics/
 
 Renders a held-out world with ``vt-synth``'s generator into a temporary folder, explains
 every video (target = its true label) with each method, and prints, per method, the mean
@@ -10,7 +11,10 @@ over videos of the share of relevance mass on moving pixels, for the plain map a
 the selective map at each sigma, with two definitions of "moving": the true moving
 object's boxes (gt) and frame differences above ``--motion-threshold``. The chance level
 (a uniform map) is the mean fraction of moving pixels. Also the pointing game: the share
-of map frames whose maximum falls inside the moving object's box.
+of map frames whose maximum falls inside the moving object's box. ``--methods all`` runs
+every vt-explain method (vtcav's own and captum's); ``--markdown`` adds the paper-style table
+(share on the true moving object, plain and selective, and seconds per clip);
+``--pictures DIR`` writes each method's plain and selective strip of the first video.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ sys.path.insert(0, str(REPO))
 
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import preprocess  # noqa: E402
-from vtcav_common.overlay import resize_map  # noqa: E402
+from vtcav_common.overlay import auto_scale, map_scale, resize_map, strip_columns, strip_image, write_png  # noqa: E402
 from vtcav_common.records import read_manifest  # noqa: E402
-from vtcav_common.relevance import Explainer  # noqa: E402
+from vtcav_common.relevance import METHODS, Explainer  # noqa: E402
 from vtcav_common.selective import (MassCounter, box_mask, read_moving_boxes, sample_with_motion,  # noqa: E402
                                     selective_filter)
 from vtcav_common.synth import generate_world  # noqa: E402
@@ -66,9 +70,14 @@ def main() -> None:
     parser.add_argument("--motion-threshold", type=float, default=25.0)
     parser.add_argument("--world", default=None, help="use (or keep) the world in this folder")
     parser.add_argument("--by-class", action="store_true", help="also one row per class")
+    parser.add_argument("--markdown", action="store_true", help="also the table per method, in Markdown")
+    parser.add_argument("--pictures", default=None, help="folder for one strip per method (the first video)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sigmas = [float(s) for s in args.sigmas.split(",")]
+    if args.methods == "all":
+        args.methods = ",".join(f"{m}:block1" if m in ("gradcam", "guided_gradcam") else m for m in METHODS)
+    summary = []
     world = Path(args.world or tempfile.mkdtemp(prefix="vtcav-explain-bench-"))
     if not (world / "labels.jsonl").exists():
         generate_world(world, args.seed, 0, args.test_per_class)
@@ -85,10 +94,15 @@ def main() -> None:
         explainer = Explainer(loaded, method, layer or None)
         table = {"gt": [], "frames": []}
         labels = []
-        for video in videos:
+        torch.manual_seed(args.seed)     # SmoothGrad's noise
+        began = time.time()
+        for number, video in enumerate(videos):
             sampled = sample_with_motion(video.path, loaded.input_spec.frames, args.motion_threshold)
             size = sampled.frames.shape[1:3]
             result = explainer(preprocess(sampled.frames[None], loaded.input_spec), loaded.class_index(video.label))
+            if args.pictures and number == 0:
+                picture(Path(args.pictures) / f"{spec.replace(':', '_')}.png", sampled, result.relevance,
+                        sigmas[0], spec)
             labels.append(video.label)
             gt_masks = np.stack([box_mask(boxes[video.video_id].get(int(i), []), *size) for i in sampled.indices])
             for kind, masks in (("gt", gt_masks), ("frames", sampled.moving)):
@@ -99,6 +113,10 @@ def main() -> None:
         groups = [("", np.ones(len(labels), bool))]
         if args.by_class:
             groups += [(f"/{c}", np.array(labels) == c) for c in dict.fromkeys(labels)]
+        seconds = (time.time() - began) / len(videos)
+        gt = np.nanmean(np.array(table["gt"], dtype=float), axis=0)
+        frames = np.nanmean(np.array(table["frames"], dtype=float), axis=0)
+        summary.append((spec, seconds, gt, frames))
         for kind, rows in table.items():
             values = np.array(rows, dtype=float)
             for suffix, chosen in groups:
@@ -106,6 +124,23 @@ def main() -> None:
                 print(f"{spec + suffix:>20}  {kind:>8}  " +
                       "  ".join(f"{v:>8.3f}" for v in means))
     print(f"# {time.time() - start:.1f} s")
+    if args.markdown:
+        print(f"\n| method | s / clip | moving (gt) | plain | selective σ={sigmas[0]:g} | plain (frame diff.) | "
+              f"selective (frame diff.) | pointing |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for spec, seconds, gt, frames in summary:
+            print(f"| {spec} | {seconds:.2f} | {gt[0]:.3f} | {gt[1]:.3f} | {gt[2]:.3f} | {frames[1]:.3f} | "
+                  f"{frames[2]:.3f} | {gt[-1]:.2f} |")
+
+
+def picture(path: Path, sampled, relevance: np.ndarray, sigma: float, what: str) -> None:
+    """The first video's frames with the plain and the selective map over them, as vt-explain draws them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [(f"plain: {what}", relevance), (f"selective: sigma {sigma:g}", selective_filter(relevance, sigma))]
+    columns = strip_columns(len(sampled.indices), 8)
+    enlarge = auto_scale(*sampled.frames.shape[1:3])
+    write_png(path, strip_image(sampled.frames, rows, columns, map_scale(relevance), enlarge,
+                                [f"frame {sampled.indices[c]}" for c in columns], what.split(":")[0]))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from vtcav_common.models import load_model   # cheap: torch is imported when the
 
 # For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
 # main_command; importing them here would load torch and cv2 before --help or --version could answer.
-METHODS = ("gradcam", "gradient", "gradxinput")
+METHODS = ("gradcam", "gradient", "gradxinput", "integrated_gradients", "deeplift", "guided_backprop",
+           "guided_gradcam", "occlusion", "smoothgrad", "lrp")
 FORMATS = ("gif", "mp4")
 
 # FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error; the
@@ -25,7 +26,9 @@ app = cli.make_app(
     "vt-explain",
     help="Explain a video classifier's decision with **relevance maps over T x H x W**: Grad-CAM at a "
          "layer (`--method gradcam --layer NAME`), plain input gradients (`gradient`) or gradient x input "
-         "(`gradxinput`), at the model's own input sampling. `--selective SIGMA` adds the "
+         "(`gradxinput`), or captum's integrated gradients, DeepLIFT, guided backprop, guided Grad-CAM, "
+         "occlusion, SmoothGrad and LRP (`--method integrated_gradients` ...), at the model's own input "
+         "sampling. `--selective SIGMA` adds the "
          "**selective-relevance** map (Hiley et al. 2020): the relevance kept only where a 3x3x3 temporal "
          "Sobel filter of the map exceeds SIGMA standard deviations, i.e. the relevance that changes with "
          "motion. Prints one JSON record per video (target, prediction, and the **share of relevance on "
@@ -67,8 +70,8 @@ def main_command(
     weights: Optional[str] = options.weights(),
     method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {', '.join(METHODS)}."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l",
-                                        help="Grad-CAM layer (default: the deepest usual layer with a "
-                                             "C x T x H x W output; see vt-embed --list-layers)."),
+                                        help="Grad-CAM (and guided Grad-CAM) layer (default: the deepest usual "
+                                             "layer with a C x T x H x W output; see vt-embed --list-layers)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Token layers: their T,H,W grid (when the block "
                                                             "does not return it)."),
     target: Optional[str] = typer.Option(None, "--target", "-t",

@@ -106,6 +106,10 @@ class LoadedModel:
     # The layers explained when the user names none (e.g. a network's stages); None: the
     # source does not know, and vtcav_common.models.layers.usual_layers guesses.
     usual_layers: list[str] | None = None
+    # The layer Grad-CAM explains when the user names none; None: the deepest usual
+    # volume (vtcav_common.relevance.default_cam_layer). E.g. a class-token transformer,
+    # whose last layer's grid gets no gradient.
+    cam_layer: str | None = None
 
     def class_index(self, name_or_index: str) -> int:
         """Resolve a class given by name (or a plain integer index), with a clear error."""

@@ -283,7 +283,8 @@ def default_layers(module: nn.Module) -> list[str]:
     """The layers worth listing by default: the top-level modules, and the members of
     numbered containers (Sequential/ModuleList) that hold blocks rather than single ops:
     ``layer1..4`` and their blocks for ResNets, ``features.N`` and their blocks for Swin,
-    ``blocks.N`` for MViT, ``block1..3`` for the tiny classifier."""
+    ``blocks.N`` for MViT, ``encoder.layer.N`` for transformers' encoders, ``block1..3`` for the
+    tiny classifier."""
     names: list[str] = []
 
     def visit(prefix: str, parent: nn.Module) -> None:
@@ -292,13 +293,19 @@ def default_layers(module: nn.Module) -> list[str]:
             if isinstance(child, NOT_LAYERS):
                 continue
             names.append(full)
-            members = list(child.named_children())
-            if members and all(n.isdigit() for n, _ in members) and \
-                    any(any(True for _ in m.children()) for _, m in members):
-                visit(full, child)
+            only = list(child.children())
+            if _numbered_blocks(child) or (not prefix and len(only) == 1 and _numbered_blocks(only[0])):
+                visit(full, child)   # a top-level wrapper of one such container too: transformers' encoder
 
     visit("", module)
     return names
+
+
+def _numbered_blocks(module: nn.Module) -> bool:
+    """A Sequential/ModuleList whose members hold blocks rather than single ops."""
+    members = list(module.named_children())
+    return bool(members) and all(n.isdigit() for n, _ in members) and \
+        any(any(True for _ in m.children()) for _, m in members)
 
 
 POOLING = (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d,

@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from ..errors import UsageError, VtcavError
 from ..models.base import LayerRecorder, LoadedModel
 from ..models.layers import LayerInfo, default_layers, describe_layers, resolve_layers
+from .captum_methods import CAPTUM_METHODS, CaptumMethod
 
-METHODS = ("gradcam", "gradient", "gradxinput")
+METHODS = ("gradcam", "gradient", "gradxinput") + CAPTUM_METHODS
+LAYER_METHODS = ("gradcam", "guided_gradcam")
 
 
 @dataclass
@@ -74,7 +76,9 @@ def colour_axis(layout: str) -> int:
 
 
 def default_cam_layer(loaded: LoadedModel, infos: dict[str, LayerInfo]) -> str:
-    """The deepest of the usual layers whose output is a space-time volume."""
+    """The model's declared Grad-CAM layer, else the deepest of the usual layers whose output is a volume."""
+    if getattr(loaded, "cam_layer", None):
+        return loaded.cam_layer
     volumes = [name for name in default_layers(loaded.module) if _is_volume(infos.get(name))]
     if not volumes:
         raise UsageError("this model has no usual layer with a C x T x H x W output; choose one with --layer "
@@ -118,10 +122,12 @@ class Explainer:
         self.loaded, self.method, self.grid = loaded, method, grid
         self.layer: str | None = None
         self.channel_axis: int | None = None
-        if method == "gradcam":
+        if method in LAYER_METHODS:
             self._choose_layer(layer)
         elif layer is not None:
-            raise UsageError(f"--layer is for --method gradcam; {method} explains the input itself")
+            raise UsageError(f"--layer is for --method {' and '.join(LAYER_METHODS)}; {method} explains the input "
+                             f"itself")
+        self.captum = CaptumMethod(loaded, method) if method in CAPTUM_METHODS else None
 
     def _choose_layer(self, layer: str | None) -> None:
         if layer is not None:
@@ -167,6 +173,9 @@ class Explainer:
             relevance = self._cam(wrt[0].detach(), gradient[0], grid)
         else:
             relevance = self._input_map(x[0].detach(), gradient[0])
+        if self.captum is not None:   # guided Grad-CAM: guided backprop times the Grad-CAM above
+            captum_map = self.captum(x[:1], target)
+            relevance = captum_map * relevance if self.method == "guided_gradcam" else captum_map
         return Explanation(relevance.float().cpu().numpy().astype(np.float32),
                            probabilities.cpu().numpy().astype(np.float32), target, predicted)
 
