@@ -9,7 +9,7 @@ import typer
 from vtcav_common import cli, options, selection
 from vtcav_common.records import read_jsonl, write_records
 from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores,
-                                corrections, methods, significance_tests, strict)
+                                corrections, methods, motion, significance_tests, strict)
 
 app = cli.make_app(
     "vt-stats",
@@ -51,6 +51,9 @@ def stats(
     concepts: list[str] = options.concepts(help="Test only these concepts: names or patterns such as 'ball_*' "
                                                 "(repeatable; default: all)."),
     plot: Path = typer.Option(None, "--plot", help="Write the figure here (.png, .pdf or .svg)."),
+    motion_plot: Path = typer.Option(None, "--motion-plot",
+                                     help="Write the motion-reliance figure here: each concept against its static "
+                                          "set and its temporal twins per layer (vt-cav --twins)."),
     title: str = typer.Option("", "--title", help="Title prefix for the figure."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the table on stderr."),
     quiet: bool = options.quiet(help="No table or messages on stderr."),
@@ -64,19 +67,27 @@ def stats(
         raise cli.UsageError(str(err)) from None
     if family not in FAMILIES:
         raise cli.UsageError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
-    if plot is not None:
-        from vtcav_common.plots import check_format
-        check_format(plot)
+    for path in (plot, motion_plot):
+        if path is not None:
+            from vtcav_common.plots import check_format
+            check_format(path)
     records = check_scores(read_jsonl(scores), cli.display_name(scores), allow_mixed_runs)
+    # A set against its own temporal twin has its own null (random sets vs their twins): vtcav_common.stats.motion
+    records, twin_records = motion.split_twin_records(records)
     if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
         known = sorted({r["concept"] for r in records if r["kind"] != "null"})
         chosen = set(selection.select(known, concepts, "concept", cli.display_name(scores)))
         records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
     results = significance_tests(records, correction, alpha, min_accuracy, test=test, family=family, seed=seed)
+    twin_results = motion.twin_tests(twin_records, {r["concept"] for r in records if r["kind"] == "null"},
+                                     correction, alpha, min_accuracy, family) if twin_records else []
     with cli.open_text_output(output) as out:
-        write_records([strict(r) for r in results], out)
+        write_records([strict(r) for r in results + twin_results], out)
     if table and not quiet:
-        print_table(results)
+        if results:
+            print_table(results)
+        if twin_results:
+            motion.print_table(twin_results)
     warning = reachability_warning(results)
     if warning:
         cli.warn(warning)
@@ -84,6 +95,12 @@ def stats(
         from vtcav_common.plots import plot_scores
         plot_scores(results, plot, title)
         cli.info(f"vt-stats: figure written to {plot}")
+    if motion_plot:
+        if not twin_results:
+            raise cli.VtcavError(f"{cli.display_name(scores)}: no scores of sets against their twins for "
+                                 f"--motion-plot (vt-concepts twins, then vt-cav --twins)")
+        motion.plot_motion(results, twin_results, motion_plot, title)
+        cli.info(f"vt-stats: motion figure written to {motion_plot}")
 
 
 def reachability_warning(results: list[dict]) -> str | None:
