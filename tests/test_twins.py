@@ -123,6 +123,36 @@ def test_twin_records_get_their_own_null():
     assert not results["reversed"]["significant"] and results["reversed"]["verdict"] == "chance CAV"
 
 
+def test_vt_stats_writes_the_twin_table_and_figure(tmp_path):
+    """Through vt-stats: twin records are tested against random sets vs their twins (not counted
+    in the other hypotheses' m), written with kind "twin", and drawn by --motion-plot."""
+    rng = np.random.default_rng(1)
+
+    def rec(concept, against, kind, score, replicate):
+        return {"target": "right", "layer": "block3", "concept": concept, "against": against, "kind": kind,
+                "replicate": replicate, "score": float(score), "magnitude": 0.1, "cav_accuracy": 0.9}
+    records = [rec(f"random_{i:02d}", f"random_{(i + 1) % 10:02d}", "null", rng.uniform(0.3, 0.7), i)
+               for i in range(10)]
+    records += [rec("ball_right", f"random_{i:02d}", "concept", rng.uniform(0.8, 1.0), i) for i in range(10)]
+    records += [rec(f"random_{i:02d}", f"random_{i:02d}~frozen", "relative", rng.uniform(0.3, 0.6), j)
+                for i in range(10) for j in range(4)]
+    records += [rec("ball_right", "ball_right~frozen", "relative", 1.0, j) for j in range(4)]
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps(r) + "\n" for r in records))
+    figure = tmp_path / "motion.png"
+    result = run_cli("vt-stats", scores, "--motion-plot", figure, "-o", tmp_path / "stats.jsonl", check=True)
+    assert "Motion reliance" in result.stderr
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in stats] == ["concept", "twin"]
+    assert stats[0]["m"] == 1 and stats[1]["n_null"] == 10 and stats[1]["significant"]
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text("".join(json.dumps(r) + "\n" for r in records[:20]))
+    result = run_cli("vt-stats", bare, "--motion-plot", tmp_path / "m2.png", "-o", tmp_path / "s2.jsonl")
+    assert result.returncode == 1 and "vt-cav --twins" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s2.jsonl").exists()   # refused before any work
+
+
 # --------------------------------------------------------------------------- the known answers, both ways
 def _motion_run(tmp_path_factory, world: str) -> dict:
     out = tmp_path_factory.mktemp(f"motion_{world}")

@@ -74,13 +74,19 @@ def stats(
     records = check_scores(read_jsonl(scores), cli.display_name(scores), allow_mixed_runs)
     # A set against its own temporal twin has its own null (random sets vs their twins): vtcav_common.stats.motion
     records, twin_records = motion.split_twin_records(records)
+    if motion_plot and not twin_records:
+        raise cli.VtcavError(f"{cli.display_name(scores)}: no scores of sets against their twins for "
+                             f"--motion-plot (vt-concepts twins, then vt-cav --twins)")
     if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
         known = sorted({r["concept"] for r in records if r["kind"] != "null"})
         chosen = set(selection.select(known, concepts, "concept", cli.display_name(scores)))
         records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
+    randoms = {r["concept"] for r in records if r["kind"] == "null"}
+    if concepts:   # the random sets' twin scores stay: they are the twins' null
+        twin_records = [r for r in twin_records if r["concept"] in chosen or r["concept"] in randoms]
     results = significance_tests(records, correction, alpha, min_accuracy, test=test, family=family, seed=seed)
-    twin_results = motion.twin_tests(twin_records, {r["concept"] for r in records if r["kind"] == "null"},
-                                     correction, alpha, min_accuracy, family) if twin_records else []
+    twin_results = motion.twin_tests(twin_records, randoms, correction, alpha, min_accuracy,
+                                     family) if twin_records else []
     with cli.open_text_output(output) as out:
         write_records([strict(r) for r in results + twin_results], out)
     if table and not quiet:
@@ -96,9 +102,6 @@ def stats(
         plot_scores(results, plot, title)
         cli.info(f"vt-stats: figure written to {plot}")
     if motion_plot:
-        if not twin_results:
-            raise cli.VtcavError(f"{cli.display_name(scores)}: no scores of sets against their twins for "
-                                 f"--motion-plot (vt-concepts twins, then vt-cav --twins)")
         motion.plot_motion(results, twin_results, motion_plot, title)
         cli.info(f"vt-stats: motion figure written to {motion_plot}")
 
