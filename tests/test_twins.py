@@ -156,7 +156,7 @@ def test_vt_stats_writes_the_twin_table_and_figure(tmp_path):
 # --------------------------------------------------------------------------- the known answers, both ways
 def _motion_run(tmp_path_factory, world: str) -> dict:
     out = tmp_path_factory.mktemp(f"motion_{world}")
-    env = {**os.environ, "WORLD": world, "RANDOM_SETS": "10", "CLIPS": "30", "SEED": "0"}
+    env = {**os.environ, "WORLD": world, "RANDOM_SETS": "10", "CLIPS": "40", "SEED": "0"}
     result = subprocess.run([str(REPO / "shell" / "motion.sh"), str(out)], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 0, result.stderr[-3000:]

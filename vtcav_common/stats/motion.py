@@ -176,11 +176,13 @@ def plot_motion(results: list[dict], twin_results: list[dict], path: str | Path,
     its static set (vt-stats' relative results, null: random vs random) and against each twin
     (null: random sets vs their own twins). Bars: mean score, whiskers its 95% interval; grey
     boxes: the null's 95% prediction interval; * significant after correction."""
-    from ..plots import METADATA, _pyplot, check_format
     from ..cli import atomic_path
+    from ..plots import METADATA, _pyplot, check_format
 
     fmt = check_format(path)
-    plt = _pyplot()
+    plt = _pyplot()   # first: it sets matplotlib's backend and config folder
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     panels = list(dict.fromkeys((r["target"], r["concept"]) for r in twin_results))
     if not panels:
         raise ValueError("no twin results to plot")
@@ -200,8 +202,11 @@ def plot_motion(results: list[dict], twin_results: list[dict], path: str | Path,
                 series.append((f"vs {r['transform']} twin", colours.get(r["transform"], "#937860"), r))
         labels = list(dict.fromkeys(label for label, _, _ in series))
         slot = 0.84 / max(len(labels), 1)
+        handles = [Line2D([], [], color="0.55", lw=3, marker="D", markerfacecolor="0.3", markeredgecolor="0.3",
+                          ms=3.5, label="null 95% PI")]
         for k, label in enumerate(labels):
             rows = {r["layer"]: (colour, r) for lab, colour, r in series if lab == label}
+            handles.append(Patch(color=next(iter(rows.values()))[0], label=label))   # a plain swatch
             for i, layer in enumerate(layers):
                 if layer not in rows:
                     continue
@@ -209,14 +214,14 @@ def plot_motion(results: list[dict], twin_results: list[dict], path: str | Path,
                 x = i - 0.42 + slot * (k + 0.4)
                 lo, hi = _clip(r.get("interval") or _mean_interval(r))
                 null_lo, null_hi = _clip(r.get("null_interval") or _null_interval(r))
-                ax.bar(x, r["mean"], slot * 0.6, color=colour, zorder=2,
-                       label=label if i == min(j for j, lay in enumerate(layers) if lay in rows) else None)
+                chance = not r.get("cav_ok", True)   # pale and hatched: the CAVs are at chance
+                ax.bar(x, r["mean"], slot * 0.6, color=colour, zorder=2, alpha=0.35 if chance else 1.0,
+                       hatch="///" if chance else None, edgecolor=colour)
                 ax.errorbar(x, r["mean"], yerr=[[r["mean"] - lo], [hi - r["mean"]]], color="black",
                             capsize=2, lw=1, zorder=3)
                 if np.isfinite(null_lo) and np.isfinite(null_hi):   # the null beside its bar, in grey
                     xn = x + slot * 0.42
-                    ax.plot([xn, xn], [null_lo, null_hi], color="0.55", lw=3, solid_capstyle="butt", zorder=2,
-                            label="null 95% PI" if (k, i) == (0, 0) else None)
+                    ax.plot([xn, xn], [null_lo, null_hi], color="0.55", lw=3, solid_capstyle="butt", zorder=2)
                     ax.plot(xn, r["null_mean"], marker="D", color="0.3", ms=3.5, zorder=3)
                 if r.get("significant"):
                     ax.text(x, hi + 0.015, "*", ha="center", va="bottom", fontsize=13, zorder=4)
@@ -227,13 +232,14 @@ def plot_motion(results: list[dict], twin_results: list[dict], path: str | Path,
         ax.set_ylabel("relative TCAV score")
         ax.set_title(f"{title + ': ' if title else ''}class '{target}', {concept} against its static set and "
                      f"its temporal twins", fontsize=10)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(labels) + 1,
-                  frameon=False)
+        ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1),
+                  ncol=len(handles), frameon=False)
     first = twin_results[0]
     fig.text(0.01, 0.01, f"bars: mean over R={first['R']} resampled relative CAVs, whiskers its 95% CI; grey: the "
                          f"null's 95% prediction interval, ◆ its mean (twins: {first['n_null']} random sets vs their "
                          f"own twins;\nstatic: random vs random); * significant after {first['correction']} within "
-                         f"family '{first['family']}', alpha {first['alpha']}; dashed: 0.5", fontsize=7)
+                         f"family '{first['family']}', alpha {first['alpha']}; pale hatched: CAVs at chance (never "
+                         f"significant); dashed: 0.5", fontsize=7)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=130, metadata=METADATA[fmt])
