@@ -19,6 +19,7 @@ app = cli.make_app(
            "    vt-cav acts.h5 -o cavs.h5\n\n"
            "    vt-cav concepts_acts.h5 random_acts.h5 --classifier mean -o cavs.h5\n\n"
            "    vt-cav acts.h5 --relative ball_right:ball_static -o cavs.h5\n\n"
+           "    vt-cav acts.h5 --twins --relative ball_right:ball_static -o cavs.h5   # sets against their twins\n\n"
            "Sets with role 'random' (vt-concepts random) are the random sets; every other set is "
            "a concept. Several files are combined when they come from the same model and sampling.",
 )
@@ -50,6 +51,10 @@ def cav(
                                       help="Null: each random set is fitted against this many other random sets "
                                            "(all of them when R <= this + 1), so that every random set can play "
                                            "the concept's part in vt-stats' set-level test."),
+    twins: bool = typer.Option(False, "--twins",
+                               help="Also a relative CAV of every set against each of its temporal twins "
+                                    "(SET:SET~frozen, ...; vt-concepts twins), random sets included: "
+                                    "the null vt-stats tests the concepts' against."),
     agreement: bool = typer.Option(False, "--agreement",
                                    help="Also fit the mean-difference CAV and store its cosine with each CAV."),
     seed: int = options.seed(help="Random seed (balancing, splits, SGD, resamples)."),
@@ -77,8 +82,12 @@ def cav(
                          skip_nonfinite=skip_nonfinite, null_partners=null_partners)
     known = [name for path in embeddings for name in selection.hdf5_set_names(str(path), "sets")]
     concepts = selection.expand(known, concepts, "set", ", ".join(map(str, embeddings)))  # --concept 'ball_*'
+    pairs = _parse_relative(relative)
+    if twins:
+        from vtcav_common.concepts.twins import twin_pairs
+        pairs += [pair for pair in twin_pairs(known) if pair not in pairs]
     fit_cavs(embeddings, output, layers=[name for name in layers.split(",") if name], concepts=concepts,
-             relative=_parse_relative(relative), relative_resamples=relative_resamples, options=options,
+             relative=pairs, relative_resamples=relative_resamples, options=options,
              info=lambda message: cli.info(f"vt-cav: {message}"), warn=cli.warn)
 
 

@@ -394,4 +394,7 @@ def list_(
 from tools import vt_concepts_curate  # noqa: E402  (import, review: in a module of their own)
 
 vt_concepts_curate.register(app)
+from tools import vt_concepts_twins  # noqa: E402  (twins: in a module of its own)
+
+vt_concepts_twins.register(app)
 main = cli.entry(app, TOOL)

@@ -9,7 +9,7 @@ import typer
 from vtcav_common import cli, options, selection
 from vtcav_common.records import read_jsonl, write_records
 from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores, controls,
-                                corrections, methods, significance_tests, strict)
+                                corrections, methods, motion, significance_tests, strict)
 
 app = cli.make_app(
     "vt-stats",
@@ -59,6 +59,9 @@ def stats(
                                                  "--control; repeatable): tested the same way, and each verdict "
                                                  "says whether it also appears under the control."),
     plot: Path = typer.Option(None, "--plot", help="Write the figure here (.png, .pdf or .svg)."),
+    motion_plot: Path = typer.Option(None, "--motion-plot",
+                                     help="Write the motion-reliance figure here: each concept against its static "
+                                          "set and its temporal twins per layer (vt-cav --twins)."),
     title: str = typer.Option("", "--title", help="Title prefix for the figure."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the table on stderr."),
     quiet: bool = options.quiet(help="No table or messages on stderr."),
@@ -72,29 +75,47 @@ def stats(
         raise cli.UsageError(str(err)) from None
     if family not in FAMILIES:
         raise cli.UsageError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
-    if plot is not None:
-        from vtcav_common.plots import check_format
-        check_format(plot)
+    for path in (plot, motion_plot):
+        if path is not None:
+            from vtcav_common.plots import check_format
+            check_format(path)
+    twins: dict[str, list[dict]] = {}
+
     def load(path: str) -> list[dict]:
         records = check_scores(read_jsonl(path), cli.display_name(path), allow_mixed_runs)
+        # A set against its own temporal twin has its own null (random sets vs their twins): stats.motion
+        records, twins[path] = motion.split_twin_records(records)
         if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
             known = sorted({r["concept"] for r in records if r["kind"] != "null"})
             chosen = set(selection.select(known, concepts, "concept", cli.display_name(path)))
             records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
+            randoms = {name for r in records if r["kind"] == "null" for name in (r["concept"], r["against"])}
+            # the random sets' twin scores stay: they are the twins' null
+            twins[path] = [r for r in twins[path] if r["concept"] in chosen or r["concept"] in randoms]
         return records
 
     def analyse(records: list[dict]) -> list[dict]:   # the same analysis for the real run and its controls
         return significance_tests(records, correction, alpha, min_accuracy, test=test, family=family, seed=seed)
 
     records = load(scores)
+    twin_records = twins[scores]
+    if motion_plot and not twin_records:
+        raise cli.VtcavError(f"{cli.display_name(scores)}: no scores of sets against their twins for "
+                             f"--motion-plot (vt-concepts twins, then vt-cav --twins)")
     results = analyse(records)
+    randoms = {name for r in records if r["kind"] == "null" for name in (r["concept"], r["against"])}
+    twin_results = motion.twin_tests(twin_records, randoms, correction, alpha, min_accuracy,
+                                     family) if twin_records else []
     control_runs = controls.run_controls(control_files, load, analyse, cli.display_name)
     controls.attach(results, controls.control_of(records, cli.display_name(scores)), control_runs,
                     cli.display_name(scores))
     with cli.open_text_output(output) as out:
-        write_records([strict(r) for r in results], out)
+        write_records([strict(r) for r in results + twin_results], out)
     if table and not quiet:
-        print_table(results)
+        if results:
+            print_table(results)
+        if twin_results:
+            motion.print_table(twin_results)
     for warning in (reachability_warning(results), clips_warning(results), controls.warning(results)):
         if warning:
             cli.warn(warning)
@@ -102,6 +123,9 @@ def stats(
         from vtcav_common.plots import plot_scores
         plot_scores(results, plot, title)
         cli.info(f"vt-stats: figure written to {plot}")
+    if motion_plot:
+        motion.plot_motion(results, twin_results, motion_plot, title)
+        cli.info(f"vt-stats: motion figure written to {motion_plot}")
 
 
 def reachability_warning(results: list[dict]) -> str | None:

@@ -43,8 +43,8 @@ from .errors import IncompatibleError, VtcavError
 
 KIND = "clips"
 ROOT = "concepts"
-SET_KINDS = ("spatial", "spatiotemporal", "random", "supervoxel", "imported")
-ROLES = ("concept", "random")
+SET_KINDS = ("spatial", "spatiotemporal", "random", "supervoxel", "imported", "twin")
+ROLES = ("concept", "random", "twin")  # twin: vtcav_common.concepts.twins (only in --relative pairs)
 GEOMETRIES = ("window", "follow", "random", "static", "full")  # full: whole frames (imported)
 META_CHUNK = 256  # rows per chunk of the small per-clip datasets
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..synth import CLASSES
+from ..synth import APPEARANCE_CLASSES, CLASSES
 from .base import InputSpec
 
 INPUT_SPEC = InputSpec(frames=16, size=(64, 64), mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25))
@@ -67,3 +67,12 @@ class MotionC3D(nn.Module):
 def motion_c3d(num_classes: int = len(CLASSES)) -> MotionC3D:
     """The factory named on the command line: ``vtcav_common.models.tiny:motion_c3d``."""
     return MotionC3D(num_classes)
+
+
+def appearance_c3d(num_classes: int = len(APPEARANCE_CLASSES)) -> MotionC3D:
+    """The same network for the appearance world (``vt-synth --world appearance``), whose classes
+    are the ball's colours: ``vtcav_common.models.tiny:appearance_c3d`` with
+    ``weights/appearance_classifier.pt``."""
+    model = MotionC3D(num_classes)
+    model.vtcav_class_names = list(APPEARANCE_CLASSES[:num_classes])
+    return model
