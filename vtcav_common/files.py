@@ -34,6 +34,7 @@ def open_text_input(path: str) -> IO[str]:
         raise VtcavError(f"{path}: no such file")
     if p.is_dir():
         raise VtcavError(f"{path}: is a directory, expected a file")
+    note_input(p)
     try:
         return open(p, encoding="utf-8")
     except OSError as err:
@@ -131,13 +132,59 @@ def write_error(path: str | os.PathLike, err: OSError) -> VtcavError:
     return VtcavError(f"{path}: cannot write ({reason})")
 
 
+# --------------------------------------------------------------------------- inputs vs outputs
+# Every file a command reads, noted while the command runs (the frame notes its path
+# arguments; video.py the videos it opens): every write below (atomic_path, claim_temp,
+# the shard sidecar, vt-merge) refuses a target that is one of them, whichever option
+# named it (-o, --pictures, --markdown, a twin, a sidecar, a review folder). The frame
+# turns the registry on for one run (begin_run); outside a command nothing is checked.
+_inputs: dict[tuple[int, int], str] | None = None
+
+
+def begin_run() -> None:
+    """Start noting inputs (the frame, at the start of each command)."""
+    global _inputs
+    _inputs = {}
+
+
+def end_run() -> None:
+    global _inputs
+    _inputs = None
+
+
+def note_input(path: str | os.PathLike) -> None:
+    """``path`` is read by this command: no output may replace it."""
+    if _inputs is None or path is None or str(path) in ("", STDIO):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            _inputs.setdefault((info.st_dev, info.st_ino), str(path))
+
+
+def check_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:
+    """A usage error when writing ``path`` would replace an input of this command
+    (the same file by any spelling: symbolic links, ``./``, hard links)."""
+    if not _inputs or path is None or str(path) in ("", STDIO):
+        return
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return
+    same = _inputs.get((info.st_dev, info.st_ino))
+    if same is not None and stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{shown or path}: the output is also an input ({same}); choose another output path")
+
+
 def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
     """Where an output really goes, and whether it must be written in place.
 
     A symbolic link is followed (its target is replaced, the link stays); something
     that is not a regular file (a character device such as /dev/null, a FIFO) is
-    written into directly, never renamed over.
+    written into directly, never renamed over. A target that is an input of the
+    running command is refused (:func:`check_output`).
     """
+    check_output(path)
     final = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         mode = final.stat().st_mode
@@ -154,6 +201,7 @@ def claim_temp(final: Path, suffix: str = "", shown: str | os.PathLike | None = 
     """Create this process's temporary file for ``final`` (``.NAME.vtcav-PID.tmp<suffix>``),
     registered so that SIGTERM removes it; a write the system refuses names ``shown``."""
     shown = final if shown is None else shown
+    check_output(final, shown)
     tmp = temp_name(final, suffix)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -68,12 +68,12 @@ class VtCommand(TyperCommand):
 
 
 # Parameters that name what a command writes; every other path parameter is read.
-OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "markdown")
+OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "markdown", "pictures", "out_dir", "work_dir")
 
 
 def _refuse_outputs_that_are_inputs(params: dict) -> None:
     """Before any work: ``vt-cav acts.h5 -o acts.h5`` is a usage error, not lost activations."""
-    from .files import refuse_overwriting_inputs
+    from .files import note_input, refuse_overwriting_inputs
 
     def paths(value):
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -81,6 +81,8 @@ def _refuse_outputs_that_are_inputs(params: dict) -> None:
 
     outputs = [p for name in OUTPUT_PARAMS for p in paths(params.get(name))]
     inputs = [p for name, value in params.items() if name not in OUTPUT_PARAMS for p in paths(value)]
+    for path in inputs:   # every later write (pictures, twins, sidecars) is checked against these
+        note_input(path)
     if outputs:
         refuse_overwriting_inputs([p for p in inputs if os.path.isfile(p)], outputs)
 
@@ -154,12 +156,16 @@ def run(app: typer.Typer, prog_name: str) -> None:
 
     Signal handlers and hooks are put back afterwards, for callers that run a tool in
     their own process (tests)."""
+    from . import files
+
     names = [name for name in ("SIGPIPE", "SIGTERM", "SIGINT", "SIGXFSZ") if hasattr(signal, name)]
     handlers = {name: signal.getsignal(getattr(signal, name)) for name in names}
     hooks = sys.excepthook, sys.unraisablehook
+    files.begin_run()
     try:
         _run(app, prog_name)
     finally:
+        files.end_run()
         for name, handler in handlers.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(getattr(signal, name), handler)

@@ -119,6 +119,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 def atomic_output(path: Path, mode: str = "w"):
     """A file opened beside ``path`` and renamed onto it when complete: a reader never
     sees half a file, and an interrupted run leaves the old one untouched."""
+    from .files import check_output
+
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

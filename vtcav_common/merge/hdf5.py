@@ -91,6 +91,9 @@ class _atomic_h5:
         self.tmp = path.parent / f".{path.name}.vtcav-{os.getpid()}.tmp.h5"
 
     def __enter__(self) -> h5py.File:
+        from ..files import check_output
+
+        check_output(self.path)
         self.handle = h5py.File(self.tmp, "w", track_order=True)
         return self.handle
 
