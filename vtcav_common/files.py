@@ -126,6 +126,124 @@ def hard_exit_requested() -> bool:
     return _hard_exit
 
 
+# --------------------------------------------------------------------------- disk space
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+    """Linux fallocate(2) (os has only posix_fallocate, which moves the end of the file);
+    0, or the errno (EOPNOTSUPP where the call or the file system lacks it)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError):
+        return errno.EOPNOTSUPP
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return 0 if call(fd, mode, offset, length) == 0 else ctypes.get_errno()
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+def reserve_space(path: str | os.PathLike, size: int, shown: str | os.PathLike) -> None:
+    """Make sure ``size`` bytes can be written to ``path`` before writing them.
+
+    HDF5 cannot survive a write the system refuses: after ENOSPC or EFBIG its cache is
+    broken and closing any file (or the interpreter's exit) can crash with SIGSEGV.  So the
+    space a writer will need is claimed up front: the file-size limit (``ulimit -f``) is
+    compared with ``size``, and the disk blocks are allocated beyond the end of the file
+    (fallocate with KEEP_SIZE, so HDF5 still sees its own end of file), where the writes
+    then land.  A full disk is then one clear error before anything is written;
+    :func:`release_space` gives back what was not used.
+    """
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size > limit:
+        raise write_error(shown, OSError(errno.EFBIG, f"File too large: it needs about {_size(size)}, "
+                                                      f"the file-size limit (ulimit -f) is {_size(limit)}"))
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as err:
+        raise write_error(shown, err) from None
+    try:
+        code = _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            free = os.statvfs(path)
+            code = errno.ENOSPC if free.f_bavail * free.f_frsize < size else 0
+        if code:
+            why = (f"No space left on device: it needs about {_size(size)}, {_size(_free(path))} free"
+                   if code in (errno.ENOSPC, errno.EDQUOT) else os.strerror(code))
+            raise write_error(shown, OSError(code, why))
+    finally:
+        os.close(fd)
+
+
+def _free(path) -> int:
+    try:
+        free = os.statvfs(path)
+        return free.f_bavail * free.f_frsize
+    except OSError:
+        return 0
+
+
+def release_space(path: str | os.PathLike) -> None:
+    """Give back the blocks :func:`reserve_space` allocated beyond the end of the file."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            end = os.fstat(fd).st_size
+            _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, end, 1 << 50)
+        finally:
+            os.close(fd)
+
+
+def fail_hdf5_write(path: str | os.PathLike, err: Exception) -> VtcavError:
+    """A write into an open HDF5 file failed (full disk, file-size limit).
+
+    Inside a command the run ends here, at once: unwinding would close HDF5 files, and
+    HDF5 after a refused write crashes (SIGSEGV) doing so. The temporary files are
+    removed, one error line is printed, and the process exits 1 without the
+    interpreter's clean-up. Outside a command (a library caller) the error is returned
+    to be raised.
+    """
+    import re
+
+    found = re.search(r"error message = '([^']+)'", str(err))
+    reason = found.group(1) if found else (getattr(err, "strerror", None) or str(err).splitlines()[0]
+                                           if str(err) else type(err).__name__)
+    error = write_error(path, OSError(getattr(err, "errno", None), reason))
+    if _inputs is None:
+        request_hard_exit()
+        return error
+    from . import messages
+
+    messages.stop_progress()
+    for temp in live_temps():
+        with contextlib.suppress(OSError):
+            temp.rmdir() if temp.is_dir() else temp.unlink()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, f"{messages._prog}: error: {one_line(str(error))}\n".encode())
+    os._exit(1)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) escaped: one line.
+
+    >>> one_line("a\nb.h5: no such file")
+    'a\\nb.h5: no such file'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def write_error(path: str | os.PathLike, err: OSError) -> VtcavError:
     """``OUT: cannot write (File too large)``: an OS write failure as a one-line error."""
     reason = (err.strerror or str(err) or type(err).__name__).strip().splitlines()[0]

@@ -30,6 +30,7 @@ from typer.core import TyperCommand, TyperOption
 
 from . import __version__, messages
 from .errors import UsageError, VtcavError  # noqa: F401  (re-exported for tools)
+from .files import one_line
 
 
 class _AliasedOption(TyperOption):
@@ -190,7 +191,7 @@ def _run(app: typer.Typer, prog_name: str) -> None:
         raise SystemExit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
     except CLICK_ERROR as err:                        # an unknown option, a missing or bad argument
         _print_warning_summary(counts)
-        print(f"{prog_name}: error: {_usage_line(err)} (see {prog_name} --help)", file=sys.stderr)
+        print(f"{prog_name}: error: {one_line(_usage_line(err))} (see {prog_name} --help)", file=sys.stderr)
         _exit(err.exit_code)
     except typer.Abort:                               # end of input at a prompt
         print(f"{prog_name}: aborted", file=sys.stderr)
@@ -199,7 +200,7 @@ def _run(app: typer.Typer, prog_name: str) -> None:
         if os.environ.get("VTCAV_DEBUG"):
             raise
         _print_warning_summary(counts)
-        print(f"{prog_name}: error: {err}", file=sys.stderr)
+        print(f"{prog_name}: error: {one_line(str(err))}", file=sys.stderr)
         _exit(err.exit_code)
     except KeyboardInterrupt:   # raised by code, not by Ctrl-C (that is _stop's)
         _print_warning_summary(counts)
@@ -213,7 +214,7 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             raise
         _print_warning_summary(counts)
         _remove_live_temps()
-        print(f"{prog_name}: error: {_os_error_line(err)}", file=sys.stderr)
+        print(f"{prog_name}: error: {one_line(_os_error_line(err))}", file=sys.stderr)
         _exit(1)
     except UnicodeDecodeError as err:
         if os.environ.get("VTCAV_DEBUG"):
@@ -314,9 +315,20 @@ def _remove_live_temps() -> None:
 
 
 def _os_error_line(err: OSError) -> str:
-    """``FILE: reason`` from an OSError (h5py puts its reason in the message, not strerror)."""
-    reason = err.strerror or (str(err).splitlines()[0] if str(err) else type(err).__name__)
-    name = err.filename or (err.filename2 if hasattr(err, "filename2") else None)
+    """``FILE: reason`` from an OSError (h5py puts its reason, and the file, in the message:
+    ``Unable to create file (file write failed: time = ..., filename = '...', ...
+    error message = 'No space left on device', ...)``, over several lines)."""
+    import re
+
+    from .files import final_name
+
+    text = str(err)
+    told = re.search(r"error message = '([^']+)'", text)
+    reason = told.group(1) if told else err.strerror or (text.splitlines()[0] if text else type(err).__name__)
+    name = err.filename or getattr(err, "filename2", None)
+    if name is None:
+        found = re.search(r"filename = '([^']+)'", text)
+        name = final_name(found.group(1)) if found else None
     return f"{name}: {reason}" if name else reason
 
 

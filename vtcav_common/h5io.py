@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .files import WRITE_ERRNOS, atomic_path, request_hard_exit, write_error
+from .files import WRITE_ERRNOS, atomic_path, release_space, request_hard_exit, reserve_space, write_error
 from .errors import VtcavError
 
 SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
@@ -61,6 +61,13 @@ def create(path: str | Path, kind: str, tool: str, provenance: dict[str, Any]) -
             handle.close()
         except (OSError, RuntimeError) as err:
             raise write_error(path, _reason(err)) from None
+        release_space(tmp)
+
+
+def reserve(handle: h5py.File, size: int, shown: str | Path) -> None:
+    """Claim ``size`` bytes for the file being written, or fail now with one line
+    (:func:`files.reserve_space`: HDF5 must never meet a full disk mid-write)."""
+    reserve_space(handle.filename, int(size) + (1 << 20), shown)
 
 
 def _close_quietly(handle: h5py.File) -> None:
