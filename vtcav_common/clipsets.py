@@ -57,6 +57,14 @@ class Sampling:
     size: tuple[int, int]
     frame_stride: int = 1
 
+    def __post_init__(self):
+        if self.frames < 1 or min(self.size) < 1 or self.frame_stride < 1:
+            raise VtcavError(f"sampling {self.frames} frames of {self.size}, stride {self.frame_stride}: "
+                             f"each must be at least 1")
+        # A clip is held as uint8 and as float32 while resized: refuse one that cannot fit.
+        files.check_memory(5 * self.frames * self.size[0] * self.size[1] * 3,
+                           f"a clip of {self.frames} frames of {self.size[0]}x{self.size[1]}")
+
     def to_dict(self) -> dict:
         return {"frames": self.frames, "size": list(self.size), "frame_stride": self.frame_stride}
 

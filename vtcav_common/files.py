@@ -202,6 +202,38 @@ def release_space(path: str | os.PathLike) -> None:
             os.close(fd)
 
 
+# --------------------------------------------------------------------------- memory
+def available_memory() -> int:
+    """Bytes this process may still allocate: the least of the system's available memory,
+    the cgroup's limit less its usage, and the address-space limit (ulimit -v)."""
+    import resource
+
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - used))
+    with contextlib.suppress(ValueError, OSError):
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft)
+    return min(found) if found else 1 << 62
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, an array that cannot fit in memory (``--size 30000``, an
+    .npy declaring 2 TiB): one error line instead of MemoryError or the OOM killer."""
+    free = available_memory()
+    if nbytes > free:
+        raise VtcavError(f"{what}: needs {_size(nbytes)} of memory, {_size(free)} available")
+
+
 def fail_hdf5_write(path: str | os.PathLike, err: Exception) -> VtcavError:
     """A write into an open HDF5 file failed (full disk, file-size limit).
 
