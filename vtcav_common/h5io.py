@@ -145,7 +145,169 @@ def open_file(path: str | Path, kind: str, group: str | None = None) -> h5py.Fil
     if group is not None and group not in handle:
         handle.close()
         raise VtcavError(f"{path}: {kind} file has no /{group} group")
+    try:
+        validate(handle, path, kind)
+    except VtcavError:
+        handle.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:   # HDF5 refusing its own metadata
+        handle.close()
+        raise VtcavError(f"{path}: damaged HDF5 structure ({str(err).splitlines()[0][:160]})") from None
     return handle
+
+
+# --------------------------------------------------------------------------- validation
+# The layout of each kind, as far as readers rely on it: the groups whose datasets are
+# tables of rows, and for each such group the dataset that names the rows (its length is
+# the number of rows every other table in the group must have). Patterns are paths with
+# ``*`` for any one name.
+ROW_TABLES = {
+    "embeddings": {"sets/*": "ids", "sets/*/acts": "../ids", "sets/*/grads": "../ids"},
+    "clips": {"concepts/*": "video_id"},
+    "cavs": {"layers/*": "vectors"},
+    "relevance": {"": "ids"},
+}
+# Datasets that must be arrays of a given number of dimensions and dtype kind.
+SHAPES = {
+    "embeddings": {"sets/*/ids": (1, "OS"), "sets/*/labels": (1, "OS"), "sets/*/logits": (2, "f"),
+                   "sets/*/acts/*": (None, "f"), "sets/*/grads/*": (None, "f")},
+    "clips": {"concepts/*/clips": (5, "u"), "concepts/*/video_id": (1, "OS"), "concepts/*/frames": (2, "iu"),
+              "concepts/*/track_id": (1, "iu"), "concepts/*/boxes": (3, "f")},
+    "cavs": {"layers/*/vectors": (2, "f"), "layers/*/concept": (1, "OS"), "layers/*/against": (1, "OS"),
+             "layers/*/kind": (1, "OS"), "layers/*/replicate": (1, "iu"), "layers/*/accuracy": (1, "f")},
+    "relevance": {"ids": (1, "OS"), "plain": (None, "f"), "selective": (None, "f")},
+}
+MAX_OBJECTS = 200_000   # a file with more links than this is not one vtcav wrote
+MAX_DEPTH = 12
+
+
+def _matches(pattern: str, name: str) -> bool:
+    parts, names = pattern.split("/") if pattern else [], name.split("/") if name else []
+    return len(parts) == len(names) and all(p in ("*", n) for p, n in zip(parts, names))
+
+
+def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
+    """Check a vtcav file's structure before any data is read: one line naming the file
+    and the object, never a traceback, a crash or a silent fill value later.
+
+    Every link is walked (metadata only): soft and external links (vtcav writes none),
+    link loops and objects reached twice, a group where a dataset belongs or the reverse,
+    a scalar or string dataset where an array belongs, tables of one group whose row
+    counts differ (ids shorter than rows), datasets that declare more rows than the file
+    stores (unwritten chunks read as zeros), and virtual datasets (vt-merge) whose shard
+    files are gone.
+    """
+    seen: set = set()
+    datasets: dict[str, h5py.Dataset] = {}
+    groups: dict[str, h5py.Group] = {"": handle}
+
+    def walk(group: h5py.Group, prefix: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise VtcavError(f"{path}: /{prefix} is nested more than {MAX_DEPTH} levels deep (a link loop?)")
+        for name in group:
+            where = f"{prefix}/{name}" if prefix else name
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                what = "a soft" if isinstance(link, h5py.SoftLink) else "an external"
+                raise VtcavError(f"{path}: /{where} is {what} link (vtcav files hold none; it may dangle, "
+                                 f"loop or point outside the file)")
+            try:
+                item = group[name]
+            except (KeyError, OSError, RuntimeError) as err:
+                raise VtcavError(f"{path}: /{where} cannot be opened ({str(err).splitlines()[0][:120]})") from None
+            token = h5py.h5o.get_info(item.id).token if hasattr(h5py.h5o.get_info(item.id), "token") \
+                else h5py.h5o.get_info(item.id).addr
+            if token in seen:
+                raise VtcavError(f"{path}: /{where} is a second link to an object already in the file "
+                                 f"(a loop or an alias; vtcav files have neither)")
+            seen.add(token)
+            if len(seen) > MAX_OBJECTS:
+                raise VtcavError(f"{path}: more than {MAX_OBJECTS} objects; not a vtcav file")
+            if isinstance(item, h5py.Group):
+                groups[where] = item
+                walk(item, where, depth + 1)
+            elif isinstance(item, h5py.Dataset):
+                datasets[where] = item
+                _check_dataset(item, where, path)
+            else:
+                raise VtcavError(f"{path}: /{where} is a named type, not a dataset or group")
+
+    walk(handle, "", 0)
+    shapes = SHAPES.get(kind, {})
+    for pattern, (ndim, kinds) in shapes.items():
+        for name in groups:
+            if _matches(pattern, name):
+                raise VtcavError(f"{path}: /{name} is a group where a dataset belongs")
+        for name, ds in datasets.items():
+            if not _matches(pattern, name):
+                continue
+            if ds.shape is None or len(ds.shape) == 0:
+                raise VtcavError(f"{path}: /{name} is a scalar where an array belongs")
+            if ndim is not None and len(ds.shape) != ndim:
+                raise VtcavError(f"{path}: /{name} has {len(ds.shape)} dimension(s), expected {ndim}")
+            found = ds.dtype.kind
+            if found not in kinds and not (found == "O" and "O" in kinds):
+                want = {"f": "floats", "u": "unsigned integers", "iu": "integers", "OS": "strings"}.get(kinds, kinds)
+                raise VtcavError(f"{path}: /{name} holds {ds.dtype}, expected {want}")
+    for pattern, key in ROW_TABLES.get(kind, {}).items():
+        for name, group in groups.items():
+            if not _matches(pattern, name):
+                continue
+            key_name = "/".join([*name.split("/")[:-1], key[3:]]) if key.startswith("../") else \
+                (f"{name}/{key}" if name else key)
+            key_ds = datasets.get(key_name.strip("/"))
+            if key_ds is None:
+                if key.startswith("../") or pattern == "":
+                    continue
+                raise VtcavError(f"{path}: /{name} has no '{key}' dataset")
+            if not key_ds.shape:
+                continue   # reported above when it matters
+            rows = key_ds.shape[0]
+            declared = group.attrs.get("n")
+            if declared is not None and not key.startswith("../"):
+                try:
+                    declared_rows = int(declared)
+                except (TypeError, ValueError):
+                    raise VtcavError(f"{path}: /{name} has a bad row count attribute n={declared!r}") from None
+                if declared_rows != rows:
+                    raise VtcavError(f"{path}: /{name} declares {declared_rows} rows but /{key_name} has {rows}")
+            for child in group:
+                ds = datasets.get(f"{name}/{child}" if name else child)
+                if ds is not None and ds.shape and ds.shape[0] != rows and ds is not key_ds:
+                    raise VtcavError(f"{path}: /{ds.name.lstrip('/')} has {ds.shape[0]} rows but "
+                                     f"/{key_name} has {rows}")
+
+
+def _check_dataset(ds: h5py.Dataset, where: str, path) -> None:
+    """One dataset's own consistency: a numeric or string dtype, the data it declares stored."""
+    kind = ds.dtype.kind
+    if kind not in "fiubOS" or (kind == "O" and h5py.check_string_dtype(ds.dtype) is None):
+        raise VtcavError(f"{path}: /{where} holds {ds.dtype}, not numbers or strings")
+    if ds.shape is None:
+        raise VtcavError(f"{path}: /{where} is an empty (null) dataset")
+    if ds.is_virtual:
+        base = Path(path).parent
+        for source in ds.virtual_sources():
+            name = source.file_name
+            if name != "." and not (base / name).exists() and not Path(name).exists():
+                raise VtcavError(f"{path}: /{where} maps a shard file that is gone ({name}); merge again, or "
+                                 f"restore it")
+        return
+    nbytes = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
+    if nbytes == 0:
+        return
+    chunks = ds.chunks
+    if chunks is None:
+        stored = ds.id.get_storage_size()
+        if stored < nbytes and ds.compression is None and kind != "O":
+            raise VtcavError(f"{path}: /{where} declares {ds.shape} but stores only {stored} of {nbytes} "
+                             f"bytes (cut short, or never written)")
+        return
+    expected = int(np.prod([-(-size // chunk) for size, chunk in zip(ds.shape, chunks)], dtype=np.float64))
+    stored = ds.id.get_num_chunks()
+    if stored < expected:
+        raise VtcavError(f"{path}: /{where} declares {ds.shape[0]} rows but stores data for fewer "
+                         f"({stored} of {expected} chunks written)")
 
 
 def provenance(handle: h5py.File) -> dict[str, Any]:
