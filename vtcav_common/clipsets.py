@@ -245,12 +245,25 @@ class ClipSetWriter:
         self.provenance = {**provenance, "sampling": sampling.to_dict()}
         self.replace = replace
         self.existing: list[str] = []
-        self._base = self.out if append and self.out.exists() else None
+        self._append = append
+        self._base: Path | None = None
+        self._lock = files.exclusive_output(self.out)
         self._sets: dict[str, SetAppender] = {}
         self._staging: h5py.File | None = None
         self._staging_path: Path | None = None
 
     def __enter__(self) -> "ClipSetWriter":
+        # One writer of OUT at a time, from reading the sets it has to renaming the new file
+        # over it: concurrent --append runs each keep the other's sets.
+        self._lock.__enter__()
+        try:
+            return self._enter()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def _enter(self) -> "ClipSetWriter":
+        self._base = self.out if self._append and self.out.exists() else None
         if self._base is not None:
             with open_clipset(self._base) as handle:
                 found = _sampling_of(handle, str(self._base))
@@ -297,6 +310,7 @@ class ClipSetWriter:
         finally:
             if self._staging_path is not None:
                 files.release_temp(self._staging_path)
+            self._lock.__exit__(None, None, None)
 
     def _assemble(self) -> None:
         sources: list[tuple[Path, list[str]]] = []

@@ -28,7 +28,14 @@ def open_text_input(path: str) -> IO[str]:
     if path == STDIO:
         if sys.stdin is None or sys.stdin.closed:
             raise VtcavError(f"{display_name(path)}: standard input is closed (give a file, or pipe records in)")
-        return sys.stdin
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:
+            return sys.stdin   # already text (a test's StringIO)
+        # Strict UTF-8 whatever the locale: Python decodes stdin with surrogateescape under
+        # the C locale, and a latin-1 stream then passes as text with lone surrogates.
+        import io
+
+        return io.TextIOWrapper(buffer, encoding="utf-8", errors="strict", newline=None)
     p = Path(path)
     if not p.exists():
         raise VtcavError(f"{path}: no such file")
@@ -50,9 +57,27 @@ WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACC
                 errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
 
 
+# Most file systems allow 255 bytes a name; the temporary adds up to ~40 to the output's.
+_NAME_MAX = 255
+
+
+def _temp_stem(final: Path) -> str:
+    """The output's name as it appears in its temporaries: the name itself, or for a name
+    too long to take the additions, its start and a hash of the whole (a legal long output
+    name must not be refused because its temporary name would be too long)."""
+    name = final.name
+    if len(os.fsencode(name)) <= _NAME_MAX - 48:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    head = os.fsencode(name)[:120].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
 def temp_name(final: Path, suffix: str = "", pid: int | None = None) -> Path:
     """The temporary path a run with ``pid`` writes ``final`` to."""
-    return final.with_name(f".{final.name}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
+    return final.with_name(f".{_temp_stem(final)}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
 
 
 def final_name(path: str | os.PathLike) -> str:
@@ -98,7 +123,7 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temps(final: Path) -> list[Path]:
     """Remove temporaries of ``final`` left by runs that were killed (their PID is gone)."""
     removed = []
-    prefix = f".{final.name}{_TEMP_MARK}"
+    prefix = f".{_temp_stem(final)}{_TEMP_MARK}"
     with contextlib.suppress(OSError):
         for entry in final.parent.iterdir():
             name = entry.name
@@ -124,6 +149,51 @@ def request_hard_exit() -> None:
 
 def hard_exit_requested() -> bool:
     return _hard_exit
+
+
+# --------------------------------------------------------------------------- one writer at a time
+@contextlib.contextmanager
+def exclusive_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hold an exclusive lock (fcntl.flock) on ``path`` as an output while the body runs.
+
+    Two ``vt-concepts ... --append -o c.h5`` at once would each read c.h5, add their set and
+    rename their file over it: one set lost, both exit 0. With the lock the second waits
+    for the first and then reads the file the first wrote. The lock is a file
+    ``.NAME.vtcav-lock`` beside the output, removed when released (a holder checks, after
+    locking, that the file it locked is still the one at that path).
+    """
+    import fcntl
+
+    from . import messages
+
+    final = Path(os.path.realpath(path))
+    lock = final.with_name(f".{_temp_stem(final)}.vtcav-lock")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(shown or path, err) from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise write_error(shown or path, err) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            messages.info(f"{shown or path}: another run is writing it; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)   # the holder before us removed it: lock the new one
+    remove_on_abort(lock)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()   # while still holding it: a waiter then sees a stale inode and retries
+        keep(lock)
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- disk space
