@@ -365,6 +365,7 @@ def begin_run() -> None:
     """Start noting inputs (the frame, at the start of each command)."""
     global _inputs
     _inputs = {}
+    _hdf5_read.clear()
 
 
 def end_run() -> None:
@@ -380,6 +381,21 @@ def note_input(path: str | os.PathLike) -> None:
         info = os.stat(path)
         if stat.S_ISREG(info.st_mode):
             _inputs.setdefault((info.st_dev, info.st_ino), str(path))
+
+
+_hdf5_read: list[str] = []   # HDF5 files this command opened for reading, in order
+
+
+def note_hdf5_input(path: str | os.PathLike) -> None:
+    """An HDF5 file opened for reading: a damaged chunk found later (h5py's error does not
+    say which file) is reported naming it (see frame._os_error_line)."""
+    note_input(path)
+    if _inputs is not None and str(path) not in _hdf5_read:
+        _hdf5_read.append(str(path))
+
+
+def hdf5_inputs() -> list[str]:
+    return list(_hdf5_read)
 
 
 def check_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:

@@ -230,6 +230,14 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             raise
         _print_warning_summary(counts)
         _remove_live_temps()
+        if "synchronously" in str(err) and isinstance(err, (RuntimeError, KeyError, ValueError)):
+            # HDF5 met damaged metadata the validation on open did not touch (h5py raises
+            # these as RuntimeError/KeyError without the file): name the HDF5 inputs
+            from .files import hdf5_inputs
+
+            if hdf5_inputs():
+                print(f"{prog_name}: error: {one_line(_hdf5_damage_line(err, hdf5_inputs()))}", file=sys.stderr)
+                _exit(1)
         first = (str(err).strip().splitlines() or [""])[0][:200]
         print(f"{prog_name}: error: {one_line(f'internal error ({type(err).__name__}: {first})')}; "
               f"VTCAV_DEBUG=1 shows where; please report it", file=sys.stderr)
@@ -326,6 +334,11 @@ def _remove_live_temps() -> None:
             path.rmdir() if path.is_dir() else path.unlink()
 
 
+def _hdf5_damage_line(err: Exception, opened: list[str]) -> str:
+    text = str(err).strip("'\"").splitlines()[0][:160]
+    return f"{opened[0] if len(opened) == 1 else ' or '.join(opened)}: damaged HDF5 file ({text})"
+
+
 def _os_error_line(err: OSError) -> str:
     """``FILE: reason`` from an OSError (h5py puts its reason, and the file, in the message:
     ``Unable to create file (file write failed: time = ..., filename = '...', ...
@@ -341,6 +354,15 @@ def _os_error_line(err: OSError) -> str:
     if name is None:
         found = re.search(r"filename = '([^']+)'", text)
         name = final_name(found.group(1)) if found else None
+    if name is None and re.search(r"read data|filter returned failure|Can't read|inflate|checksum|synchronously",
+                                  text):
+        # a damaged chunk of an HDF5 input: h5py does not say which file; name those opened
+        from .files import hdf5_inputs
+
+        opened = hdf5_inputs()
+        if opened:
+            name = opened[0] if len(opened) == 1 else " or ".join(opened)
+            reason = f"damaged data ({reason})"
     return f"{name}: {reason}" if name else reason
 
 

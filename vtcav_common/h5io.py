@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .files import WRITE_ERRNOS, atomic_path, release_space, request_hard_exit, reserve_space, write_error
+from .files import (WRITE_ERRNOS, atomic_path, note_hdf5_input, release_space, request_hard_exit, reserve_space,
+                    write_error)
 from .errors import VtcavError
 
 SCHEMA_VERSIONS = {"clips": 1, "embeddings": 1, "cavs": 1, "relevance": 1}
@@ -124,36 +125,40 @@ def open_file(path: str | Path, kind: str, group: str | None = None) -> h5py.Fil
         handle = h5py.File(path, "r")
     except OSError:
         raise VtcavError(f"{path}: not a readable HDF5 file") from None
-    found = handle.attrs.get("vtcav_kind")
-    if found is None:
-        handle.close()
-        raise VtcavError(f"{path}: not a vtcav file (no 'vtcav_kind' attribute)")
-    if found != kind:
-        handle.close()
-        raise VtcavError(f"{path}: holds {found}, expected {kind}")
+    note_hdf5_input(path)
     try:
-        version = int(handle.attrs.get("schema_version", -1))
-    except (TypeError, ValueError):
-        version = -1
-    if version > SCHEMA_VERSIONS[kind]:
-        handle.close()
-        raise VtcavError(f"{path}: {kind} schema version {version} is newer than this vtcav "
-                         f"understands ({SCHEMA_VERSIONS[kind]}); upgrade vtcav")
-    if version < 1:
-        handle.close()
-        raise VtcavError(f"{path}: bad schema version {version}")
-    if group is not None and group not in handle:
-        handle.close()
-        raise VtcavError(f"{path}: {kind} file has no /{group} group")
-    try:
+        _check_header(handle, path, kind, group)
         validate(handle, path, kind)
     except VtcavError:
         handle.close()
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:   # HDF5 refusing its own metadata
         handle.close()
-        raise VtcavError(f"{path}: damaged HDF5 structure ({str(err).splitlines()[0][:160]})") from None
+        raise VtcavError(f"{path}: damaged HDF5 file ({str(err).splitlines()[0][:160]})") from None
     return handle
+
+
+def _check_header(handle: h5py.File, path: Path, kind: str, group: str | None) -> None:
+    """The root attributes: a vtcav file, of ``kind``, of a schema this version reads."""
+    found = handle.attrs.get("vtcav_kind")
+    if isinstance(found, bytes):
+        found = found.decode("utf-8", "replace")
+    if found is None:
+        raise VtcavError(f"{path}: not a vtcav file (no 'vtcav_kind' attribute)")
+    if not isinstance(found, str) or found != kind:
+        raise VtcavError(f"{path}: holds {str(found)[:40]}, expected {kind}")
+    try:
+        version = int(handle.attrs.get("schema_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version > SCHEMA_VERSIONS[kind]:
+        raise VtcavError(f"{path}: {kind} schema version {version} is newer than this vtcav "
+                         f"understands ({SCHEMA_VERSIONS[kind]}); upgrade vtcav")
+    if version < 1:
+        raise VtcavError(f"{path}: bad schema version {version}")
+    if group is not None and (not isinstance(handle.get(group, getlink=True), h5py.HardLink)
+                              or not isinstance(handle[group], h5py.Group)):
+        raise VtcavError(f"{path}: {kind} file has no /{group} group")
 
 
 # --------------------------------------------------------------------------- validation
@@ -176,6 +181,21 @@ SHAPES = {
     "cavs": {"layers/*/vectors": (2, "f"), "layers/*/concept": (1, "OS"), "layers/*/against": (1, "OS"),
              "layers/*/kind": (1, "OS"), "layers/*/replicate": (1, "iu"), "layers/*/accuracy": (1, "f")},
     "relevance": {"ids": (1, "OS"), "plain": (None, "f"), "selective": (None, "f")},
+}
+# Groups readers rely on, with the attributes they read: (attribute, "str" | "int" | "ints").
+GROUPS = {
+    "embeddings": {"sets": (), "layers": (), "sets/*": (("kind", "str"), ("role", "str"), ("n", "int")),
+                   "layers/*": (("name", "str"), ("shape", "ints"))},
+    "clips": {"concepts": (), "concepts/*": (("kind", "str"), ("role", "str"))},
+    "cavs": {"layers": (), "layers/*": ()},
+    "relevance": {},
+}
+# Datasets every group of a pattern must hold (readers index them without asking).
+REQUIRED = {
+    "embeddings": {"sets/*": ("ids", "logits")},
+    "clips": {"concepts/*": ("clips", "video_id", "frames", "track_id", "boxes")},
+    "cavs": {"layers/*": ("vectors", "concept", "against", "kind", "replicate", "accuracy")},
+    "relevance": {"": ("ids", "plain")},
 }
 MAX_OBJECTS = 200_000   # a file with more links than this is not one vtcav wrote
 MAX_DEPTH = 12
@@ -249,6 +269,21 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
             if found not in kinds and not (found == "O" and "O" in kinds):
                 want = {"f": "floats", "u": "unsigned integers", "iu": "integers", "OS": "strings"}.get(kinds, kinds)
                 raise VtcavError(f"{path}: /{name} holds {ds.dtype}, expected {want}")
+    for pattern, wanted in GROUPS.get(kind, {}).items():
+        for name in datasets:
+            if _matches(pattern, name):
+                raise VtcavError(f"{path}: /{name} is a dataset where a group belongs")
+        for name, group in groups.items():
+            if _matches(pattern, name):
+                for attr, form in wanted:
+                    _check_attr(group, attr, form, name, path)
+    for pattern, names in REQUIRED.get(kind, {}).items():
+        for name in groups:
+            if _matches(pattern, name):
+                for child in names:
+                    full = f"{name}/{child}" if name else child
+                    if full not in datasets:
+                        raise VtcavError(f"{path}: /{full} is missing")
     for pattern, key in ROW_TABLES.get(kind, {}).items():
         for name, group in groups.items():
             if not _matches(pattern, name):
@@ -276,6 +311,24 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
                 if ds is not None and ds.shape and ds.shape[0] != rows and ds is not key_ds:
                     raise VtcavError(f"{path}: /{ds.name.lstrip('/')} has {ds.shape[0]} rows but "
                                      f"/{key_name} has {rows}")
+
+
+def _check_attr(group: h5py.Group, attr: str, form: str, name: str, path) -> None:
+    try:
+        value = group.attrs[attr]
+    except KeyError:
+        raise VtcavError(f"{path}: /{name} lacks its '{attr}' attribute") from None
+    except (OSError, RuntimeError, TypeError, ValueError) as err:
+        raise VtcavError(f"{path}: /{name}: unreadable '{attr}' attribute ({str(err).splitlines()[0][:80]})") from None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    ok = {"str": lambda v: isinstance(v, str),
+          "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
+          "ints": lambda v: isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu"
+          and bool((v > 0).all()) or isinstance(v, list) and all(isinstance(x, int) and x > 0 for x in v)}[form]
+    if not ok(value):
+        want = {"str": "a string", "int": "a whole number >= 0", "ints": "a list of positive whole numbers"}[form]
+        raise VtcavError(f"{path}: /{name} attribute '{attr}' should be {want}, not {str(value)[:40]!r}")
 
 
 def _check_dataset(ds: h5py.Dataset, where: str, path) -> None:

@@ -182,8 +182,10 @@ def sidecar_model(weights: Path | None, sidecar: dict, trust_checkpoint: bool) -
         return model
     kwargs = sidecar.get("model_kwargs")
     if kwargs is not None and (not isinstance(kwargs, dict) or not all(
-            isinstance(v, (int, float, str, bool)) for v in kwargs.values())):
-        raise VtcavError(f"{where}: sidecar 'model_kwargs' must be an object of plain values "
+            isinstance(v, (bool, str)) and len(str(v)) <= 200
+            or isinstance(v, (int, float)) and abs(v) <= 100_000 for v in kwargs.values())):
+        # small plain values: a num_classes of 10**12 would allocate terabytes building the model
+        raise VtcavError(f"{where}: sidecar 'model_kwargs' must be an object of small plain values "
                          f"(or pass --trust-checkpoint)")
     if model in OWN_FACTORIES:
         return model
