@@ -273,6 +273,7 @@ class ClipSetWriter:
                         f"{self.sampling.describe()}; refusing to mix them in one file (use the same "
                         f"--frames, --size and --frame-stride, or another output file)")
                 self.existing = list(handle[ROOT].keys())
+            files.replacing_input(self._base)   # read to be replaced: the new file goes in its place
         # a findable temporary (.NAME.vtcav-PID.tmp.staging.h5): SIGTERM and the next run clean it up
         self._staging_path = tmp = files.claim_temp(Path(os.path.realpath(self.out)), ".staging.h5", self.out)
         self._staging = h5py.File(tmp, "w", track_order=True, rdcc_nbytes=0)  # whole chunks: no cache needed
@@ -320,6 +321,7 @@ class ClipSetWriter:
             sources.append((self._base, kept))
             with open_clipset(self._base) as handle:
                 provenances = [h5io.provenance(handle), self.provenance]
+            files.replacing_input(self._base)
         sources.append((self._staging_path, list(self._sets)))
         provenance = self.provenance if len(provenances) == 1 else combined_provenance(provenances)
         _write_combined(self.out, self.tool, provenance, sources)

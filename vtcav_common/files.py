@@ -398,6 +398,18 @@ def hdf5_inputs() -> list[str]:
     return list(_hdf5_read)
 
 
+def replacing_input(path: str | os.PathLike) -> None:
+    """The command reads ``path`` in order to replace it (``--append``): not an input that
+    outputs must spare. (An input named on the command line was refused as -o before.)"""
+    if _inputs is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        _inputs.pop((info.st_dev, info.st_ino), None)
+        with contextlib.suppress(ValueError):
+            _hdf5_read.remove(str(path))
+
+
 def check_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:
     """A usage error when writing ``path`` would replace an input of this command
     (the same file by any spelling: symbolic links, ``./``, hard links)."""

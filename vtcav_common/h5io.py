@@ -184,7 +184,8 @@ SHAPES = {
 }
 # Groups readers rely on, with the attributes they read: (attribute, "str" | "int" | "ints").
 GROUPS = {
-    "embeddings": {"sets": (), "layers": (), "sets/*": (("kind", "str"), ("role", "str"), ("n", "int")),
+    "embeddings": {"sets": (), "layers": (), "sets/*/acts": (), "sets/*/grads": (),
+                   "sets/*": (("kind", "str"), ("role", "str"), ("n", "int")),
                    "layers/*": (("name", "str"), ("shape", "ints"))},
     "clips": {"concepts": (), "concepts/*": (("kind", "str"), ("role", "str"))},
     "cavs": {"layers": (), "layers/*": ()},

@@ -42,6 +42,13 @@ def check_scores(located: Iterable[tuple[str, dict]], name: str, allow_mixed_run
                 raise VtcavError(f"{where}: '{field}' is not a finite number ({value!r})")
             if not low <= value <= high:   # a score is a fraction of the inputs
                 raise VtcavError(f"{where}: '{field}' {value!r} is outside [{low:g}, {high:g}]")
+        for field in ("cav_accuracy", "n_inputs", "replicate"):   # optional, but numbers when there
+            value = record.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise VtcavError(f"{where}: '{field}' is not a finite number ({str(value)[:40]!r})")
+        if record.get("cav_accuracy", 0) is None:
+            raise VtcavError(f"{where}: 'cav_accuracy' is null")
         for field in ("target", "layer", "concept", "against"):
             if not isinstance(record[field], str):
                 raise VtcavError(f"{where}: '{field}' must be a string, not {type(record[field]).__name__}")
