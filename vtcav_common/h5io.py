@@ -193,7 +193,7 @@ GROUPS = {
 }
 # Datasets every group of a pattern must hold (readers index them without asking).
 REQUIRED = {
-    "embeddings": {"sets/*": ("ids", "logits")},
+    "embeddings": {"sets/*": ("ids",)},   # (vt-ace features files have no logits)
     "clips": {"concepts/*": ("clips", "video_id", "frames", "track_id", "boxes")},
     "cavs": {"layers/*": ("vectors", "concept", "against", "kind", "replicate", "accuracy")},
     "relevance": {"": ("ids", "plain")},
@@ -325,8 +325,8 @@ def _check_attr(group: h5py.Group, attr: str, form: str, name: str, path) -> Non
         value = value.decode("utf-8", "replace")
     ok = {"str": lambda v: isinstance(v, str),
           "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
-          "ints": lambda v: isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu"
-          and bool((v > 0).all()) or isinstance(v, list) and all(isinstance(x, int) and x > 0 for x in v)}[form]
+          "ints": lambda v: isinstance(v, np.ndarray) and v.ndim == 1 and (v.size == 0 or v.dtype.kind in "iu"
+                                                                            and bool((v > 0).all()))}[form]
     if not ok(value):
         want = {"str": "a string", "int": "a whole number >= 0", "ints": "a list of positive whole numbers"}[form]
         raise VtcavError(f"{path}: /{name} attribute '{attr}' should be {want}, not {str(value)[:40]!r}")
