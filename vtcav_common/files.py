@@ -336,10 +336,10 @@ def fail_hdf5_write(path: str | os.PathLike, err: Exception) -> VtcavError:
 
 
 def one_line(text: str) -> str:
-    """``text`` with control characters (a newline in a file name) escaped: one line.
+    r"""``text`` with control characters (a newline in a file name) escaped: one line.
 
-    >>> one_line("a\nb.h5: no such file")
-    'a\\nb.h5: no such file'
+    >>> print(one_line("a" + chr(10) + "b.h5: no such file"))
+    a\nb.h5: no such file
     """
     if text.isprintable():
         return text

@@ -64,7 +64,9 @@ class VtCommand(TyperCommand):
                 param.hidden_aliases = tuple(aliases)
 
     def invoke(self, ctx):
-        _refuse_outputs_that_are_inputs(ctx.params)
+        # a positional argument is read (vt-ace faithfulness's RANKING), except vt-synth's OUT_DIR
+        arguments = {p.name for p in self.params if not isinstance(p, TyperOption) and p.name != "out_dir"}
+        _refuse_outputs_that_are_inputs(ctx.params, arguments)
         return super().invoke(ctx)
 
 
@@ -72,7 +74,7 @@ class VtCommand(TyperCommand):
 OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "markdown", "pictures", "out_dir", "work_dir")
 
 
-def _refuse_outputs_that_are_inputs(params: dict) -> None:
+def _refuse_outputs_that_are_inputs(params: dict, arguments: set = frozenset()) -> None:
     """Before any work: ``vt-cav acts.h5 -o acts.h5`` is a usage error, not lost activations."""
     from .files import note_input, refuse_overwriting_inputs
 
@@ -80,8 +82,9 @@ def _refuse_outputs_that_are_inputs(params: dict) -> None:
         values = value if isinstance(value, (list, tuple)) else [value]
         return [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v) not in ("", "-")]
 
-    outputs = [p for name in OUTPUT_PARAMS for p in paths(params.get(name))]
-    inputs = [p for name, value in params.items() if name not in OUTPUT_PARAMS for p in paths(value)]
+    written = [name for name in OUTPUT_PARAMS if name not in arguments]
+    outputs = [p for name in written for p in paths(params.get(name))]
+    inputs = [p for name, value in params.items() if name not in written for p in paths(value)]
     for path in inputs:   # every later write (pictures, twins, sidecars) is checked against these
         note_input(path)
     if outputs:
