@@ -173,15 +173,19 @@ ROW_TABLES = {
     "relevance": {"": "ids"},
 }
 # Datasets that must be arrays of a given number of dimensions and dtype kind.
+ANY_ARRAY = "fiubOS"   # numbers or strings, at least one dimension
 SHAPES = {
     "embeddings": {"sets/*/ids": (1, "OS"), "sets/*/labels": (1, "OS"), "sets/*/logits": (2, "f"),
                    "sets/*/acts/*": (None, "f"), "sets/*/grads/*": (None, "f")},
     "clips": {"concepts/*/clips": (5, "u"), "concepts/*/video_id": (1, "OS"), "concepts/*/frames": (2, "iu"),
               "concepts/*/track_id": (1, "iu"), "concepts/*/boxes": (3, "f")},
     "cavs": {"layers/*/vectors": (2, "f"), "layers/*/concept": (1, "OS"), "layers/*/against": (1, "OS"),
-             "layers/*/kind": (1, "OS"), "layers/*/replicate": (1, "iu"), "layers/*/accuracy": (1, "f")},
-    "relevance": {"ids": (1, "OS"), "plain": (None, "f"), "selective": (None, "f")},
+             "layers/*/kind": (1, "OS"), "layers/*/replicate": (1, "iu"), "layers/*/accuracy": (1, "f"),
+             "layers/*/*": (None, ANY_ARRAY)},
+    "relevance": {"ids": (1, "OS"), "plain": (None, "f"), "selective": (None, "f"), "*": (None, ANY_ARRAY)},
 }
+for _kind in ("embeddings", "clips"):   # every other table of a set is an array too
+    SHAPES[_kind]["sets/*/*" if _kind == "embeddings" else "concepts/*/*"] = (None, ANY_ARRAY)
 # Groups readers rely on, with the attributes they read: (attribute, "str" | "int" | "ints").
 GROUPS = {
     "embeddings": {"sets": (), "layers": (), "sets/*/acts": (), "sets/*/grads": (),
@@ -257,7 +261,7 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
     shapes = SHAPES.get(kind, {})
     for pattern, (ndim, kinds) in shapes.items():
         for name in groups:
-            if _matches(pattern, name):
+            if _matches(pattern, name) and kinds != ANY_ARRAY:   # (a catch-all pattern: its groups are fine)
                 raise VtcavError(f"{path}: /{name} is a group where a dataset belongs")
         for name, ds in datasets.items():
             if not _matches(pattern, name):
@@ -367,10 +371,14 @@ def _check_dataset(ds: h5py.Dataset, where: str, path) -> None:
 def provenance(handle: h5py.File) -> dict[str, Any]:
     try:
         found = json.loads(handle.attrs["provenance"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         found = None
     if not isinstance(found, dict):
         raise VtcavError(f"{handle.filename}: no readable 'provenance' attribute (not written by vtcav?)")
+    # the parts readers compare field by field must be objects
+    for key in ("model", "input", "sampling", "shard"):
+        if key in found and found[key] is not None and not isinstance(found[key], dict):
+            raise VtcavError(f"{handle.filename}: provenance '{key}' is not an object (damaged, or not vtcav's)")
     return found
 
 
