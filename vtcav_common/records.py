@@ -224,6 +224,13 @@ def read_manifest(path: str) -> list[VideoLabel]:
         for name in ("video_id", "path", "label"):
             if name not in record:
                 raise VtcavError(f"{where}: manifest record lacks field '{name}'")
+            value = record[name]
+            if isinstance(value, bool) or not isinstance(value, str if name == "path" else (str, int)) \
+                    or value == "":
+                raise VtcavError(f"{where}: manifest field '{name}' must be a non-empty string, "
+                                 f"got {json.dumps(value)[:40]}")
+        if not isinstance(record.get("split", ""), str):
+            raise VtcavError(f"{where}: manifest field 'split' must be a string")
         video_id = str(record["video_id"])
         if video_id in seen:
             raise VtcavError(f"{where}: duplicate video_id '{video_id}'")

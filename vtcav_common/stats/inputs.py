@@ -49,6 +49,10 @@ def check_scores(located: Iterable[tuple[str, dict]], name: str, allow_mixed_run
                 raise VtcavError(f"{where}: '{field}' is not a finite number ({str(value)[:40]!r})")
         if record.get("cav_accuracy", 0) is None:
             raise VtcavError(f"{where}: 'cav_accuracy' is null")
+        for field in RUN_FIELDS:   # identities of runs: plain values, compared and hashed
+            value = record.get(field)
+            if value is not None and not isinstance(value, (str, int, float)):
+                raise VtcavError(f"{where}: '{field}' must be a string, not {type(value).__name__}")
         for field in ("target", "layer", "concept", "against"):
             if not isinstance(record[field], str):
                 raise VtcavError(f"{where}: '{field}' must be a string, not {type(record[field]).__name__}")
