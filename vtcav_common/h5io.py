@@ -261,7 +261,7 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
     shapes = SHAPES.get(kind, {})
     for pattern, (ndim, kinds) in shapes.items():
         for name in groups:
-            if _matches(pattern, name) and kinds != ANY_ARRAY:   # (a catch-all pattern: its groups are fine)
+            if _matches(pattern, name) and not any(_matches(g, name) for g in GROUPS.get(kind, {})):
                 raise VtcavError(f"{path}: /{name} is a group where a dataset belongs")
         for name, ds in datasets.items():
             if not _matches(pattern, name):
