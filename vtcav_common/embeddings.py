@@ -237,8 +237,15 @@ class Embeddings:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self.handle = h5io.open_file(path, KIND, group="sets")
-        self.provenance = h5io.provenance(self.handle)
-        self.run_id = h5io.run_id(self.handle)
+        try:
+            self.provenance = h5io.provenance(self.handle)
+            layers = self.provenance.get("layers")
+            if not isinstance(layers, list) or not layers or not all(isinstance(x, str) for x in layers):
+                raise VtcavError(f"{path}: provenance names no layers (a list of names); damaged, or not vtcav's")
+            self.run_id = h5io.run_id(self.handle)
+        except BaseException:
+            self.handle.close()
+            raise
 
     def __enter__(self) -> "Embeddings":
         return self
