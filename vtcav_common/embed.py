@@ -169,7 +169,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     import torch
 
     from .embed_pass import LayerPass, resolve_precision, to_tensor
-    from .embeddings import EmbeddingsWriter
+    from .embeddings import EmbeddingsWriter, refuse_nonfinite
     from .heap import Heap
     from .models.layers import describe_layers, model_device, resolve_layers
 
@@ -226,7 +226,9 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
             batches = progress(input_set.batches(batch_size), total=input_set.n,
                                description=f"{input_set.name} clips", size=lambda batch: len(batch.ids))
             for batch in batches:
-                sink.write(batch, layer_pass(to_tensor(batch, loaded, device)))
+                result = layer_pass(to_tensor(batch, loaded, device))
+                refuse_nonfinite(input_set.name, batch.ids, result)   # outputs checked as inputs are
+                sink.write(batch, result)
                 heap.batch_done()
             sink.close()
             total += input_set.n

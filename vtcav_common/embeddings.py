@@ -125,8 +125,10 @@ class SetSink:
             for name, info in layers.items()}
 
     def write(self, batch, result) -> None:
-        """``batch`` has ``ids`` (and ``labels``); ``result`` has ``logits``, ``acts`` and ``grads``."""
-        _refuse_nonfinite(self.name, batch.ids, result)
+        """``batch`` has ``ids`` (and ``labels``); ``result`` has ``logits``, ``acts`` and ``grads``.
+
+        Values are written as given (tests make files with NaN through this writer); a model's
+        output is checked first by its caller (:func:`refuse_nonfinite`, vt-embed)."""
         try:
             self._write(batch, result)
         except (OSError, RuntimeError) as err:   # a write HDF5 could not do: never unwind through h5py
@@ -155,7 +157,7 @@ class SetSink:
             raise VtcavError(f"set '{self.name}': wrote {self.written} of {self.n} clips")
 
 
-def _refuse_nonfinite(name: str, ids, result) -> None:
+def refuse_nonfinite(name: str, ids, result) -> None:
     """Outputs are checked as inputs are: NaN or inf from the model (``--std 0``, an
     overflowing layer) is an error naming the clip, never a file the readers then refuse."""
     for what, arrays in (("logits", {"": result.logits}), ("activations", result.acts),

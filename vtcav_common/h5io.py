@@ -168,7 +168,7 @@ def _check_header(handle: h5py.File, path: Path, kind: str, group: str | None) -
 # ``*`` for any one name.
 ROW_TABLES = {
     "embeddings": {"sets/*": "ids", "sets/*/acts": "../ids", "sets/*/grads": "../ids"},
-    "clips": {"concepts/*": "video_id"},
+    "clips": {"concepts/*": ("video_id", ("clips", "frames", "track_id", "boxes"))},   # (vt-ace adds per-set data)
     "cavs": {"layers/*": "vectors"},
     "relevance": {"": "ids"},
 }
@@ -290,6 +290,7 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
                     if full not in datasets:
                         raise VtcavError(f"{path}: /{full} is missing")
     for pattern, key in ROW_TABLES.get(kind, {}).items():
+        key, only = key if isinstance(key, tuple) else (key, None)
         for name, group in groups.items():
             if not _matches(pattern, name):
                 continue
@@ -311,7 +312,7 @@ def validate(handle: h5py.File, path: str | Path, kind: str) -> None:
                     raise VtcavError(f"{path}: /{name} has a bad row count attribute n={declared!r}") from None
                 if declared_rows != rows:
                     raise VtcavError(f"{path}: /{name} declares {declared_rows} rows but /{key_name} has {rows}")
-            for child in group:
+            for child in (only or group):
                 ds = datasets.get(f"{name}/{child}" if name else child)
                 if ds is not None and ds.shape and ds.shape[0] != rows and ds is not key_ds:
                     raise VtcavError(f"{path}: /{ds.name.lstrip('/')} has {ds.shape[0]} rows but "
