@@ -227,7 +227,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                                description=f"{input_set.name} clips", size=lambda batch: len(batch.ids))
             for batch in batches:
                 result = layer_pass(to_tensor(batch, loaded, device))
-                refuse_nonfinite(input_set.name, batch.ids, result)   # outputs checked as inputs are
+                refuse_nonfinite(input_set.name, batch.ids, result, str(out))   # outputs checked as inputs are
                 sink.write(batch, result)
                 heap.batch_done()
             sink.close()

@@ -157,7 +157,7 @@ class SetSink:
             raise VtcavError(f"set '{self.name}': wrote {self.written} of {self.n} clips")
 
 
-def refuse_nonfinite(name: str, ids, result) -> None:
+def refuse_nonfinite(name: str, ids, result, where: str = "") -> None:
     """Outputs are checked as inputs are: NaN or inf from the model (``--std 0``, an
     overflowing layer) is an error naming the clip, never a file the readers then refuse."""
     for what, arrays in (("logits", {"": result.logits}), ("activations", result.acts),
@@ -166,9 +166,9 @@ def refuse_nonfinite(name: str, ids, result) -> None:
             values = np.asarray(values)
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
-                where = f" of layer {layer}" if layer else ""
-                raise VtcavError(f"set '{name}', clip {ids[int(bad[0])]}: the model gave non-finite {what}{where} "
-                                 f"(NaN or inf); check --mean/--std and the weights")
+                at = f" of layer {layer}" if layer else ""
+                raise VtcavError(f"{where + ': ' if where else ''}set '{name}', clip {ids[int(bad[0])]}: the model "
+                                 f"gave non-finite {what}{at} (NaN or inf); check --mean/--std and the weights")
 
 
 def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int,

@@ -334,6 +334,14 @@ def build_hostile(c: Path) -> None:
     run("vt-merge", c / "shard0.h5", c / "shard1.h5", "-o", c / "merged.h5", "-q")
     (c / "shard1.h5").unlink()
 
+    # weights that make the model output NaN (the writer must not store them)
+    import torch
+
+    state = torch.load(WEIGHTS, weights_only=True)
+    first = next(k for k in state if k.endswith("weight"))
+    state[first][:] = float("nan")
+    torch.save(state, c / "nan_weights.pt")
+
     # arrays: Python objects, 200 GB declared, cut short
     np.savez(c / "objects.npz", clips=np.array([{"x": 1}], dtype=object))
     with open(c / "huge.npy", "wb") as handle:
@@ -600,6 +608,9 @@ def hostile_cases() -> list[Case]:
         dets("dets_conf7", "conf"), dets("dets_frame_half", "frame"), dets("dets_outside", "outside"),
         Case("values-std-zero", "silent", "vt-embed", (*EMBED, "--std", "0,0,0", "{c}/concepts.h5", "-o", h5),
              code=2, says="std", output=h5),
+        Case("values-nan-model-output", "silent", "vt-embed", ("--model", MODEL, "--weights", "{c}/nan_weights.pt",
+                                                               "--layers", "block1", "{c}/concepts.h5", "-o", h5, "-q"),
+             says="non-finite", output=h5),
         Case("values-score-over-one", "silent", "vt-stats", ("{c}/scores_over_one.jsonl", "-o", o, "-q"),
              says="scores_over_one.jsonl", output=o),
         Case("values-only-null", "traceback", "vt-stats", ("{c}/scores_only_null.jsonl", "-o", o, "-q"),
