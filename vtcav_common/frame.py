@@ -223,7 +223,11 @@ def _run(app: typer.Typer, prog_name: str) -> None:
         if os.environ.get("VTCAV_DEBUG"):
             raise
         _print_warning_summary(counts)
-        print(f"{prog_name}: error: an input is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
+        from .files import hdf5_inputs   # (text read from a damaged HDF5 file, when one is open)
+
+        where = " or ".join(hdf5_inputs()) or "an input"
+        print(f"{prog_name}: error: {one_line(where)}: text that is not UTF-8 ({err.reason} at byte {err.start})",
+              file=sys.stderr)
         sys.exit(1)
     except (MemoryError, RecursionError, ArithmeticError, LookupError, ValueError, TypeError, AttributeError,
             RuntimeError, AssertionError) as err:

@@ -402,4 +402,7 @@ def string_dataset(group: h5py.Group, name: str, values: list[str]) -> h5py.Data
 
 
 def read_strings(ds: h5py.Dataset) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
+    try:
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
+    except UnicodeDecodeError:   # a damaged string: name the file and dataset, not "an input"
+        raise VtcavError(f"{ds.file.filename}: {ds.name} holds text that is not UTF-8 (damaged?)") from None
