@@ -143,7 +143,8 @@ def test_corpus_case(case, corpus, tmp_path):
     stderr = result.stderr
     assert "Traceback" not in stderr, stderr
     assert result.returncode == case.code, f"exit {result.returncode}, expected {case.code}:\n{stderr}"
-    errors = [line for line in stderr.splitlines() if line.startswith(f"{case.tool}: error: ")]
+    prog = f"{case.tool} import" if case.tool == "vt-detect" and case.args[:1] == ("import",) else case.tool
+    errors = [line for line in stderr.splitlines() if line.startswith(f"{prog}: error: ")]
     if case.code == 0:   # odd but valid input: it works, and says nothing is wrong
         _check_success(case, corpus, t, before, errors)
         return

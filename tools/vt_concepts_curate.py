@@ -64,7 +64,7 @@ def import_(
             raise UsageError(f"--name names one set, but the sources hold {len(planned)}")
         planned = [(name,) + planned[0][1:]]
     sampling = imp.natural_sampling(planned[0][3], frames, wanted_size)
-    run = {"command": "import", "sources": [str(s) for s in sources], "key": key, "role": role}
+    run = {"command": "import", "sources": [Path(s).name for s in sources], "key": key, "role": role}
     with ClipSetWriter(output, sampling, TOOL, run, append=append, replace=replace) as writer:
         for set_name, source, batches, _ in planned:
             clipsets.check_set_name(set_name)

@@ -66,6 +66,10 @@ def report(
             pages.append(path)
         else:
             raise VtcavError(f"{path}: no such review page or folder")
+    for page in pages:
+        files.note_input(page)
+    md = None if no_markdown else (markdown or output.with_suffix(".md"))
+    files.check_output(md)   # before any work: the twin must not replace an input (stats.md)
     records = []
     for where, record in read_jsonl(stats):
         missing = [k for k in NEEDED if k not in record]
@@ -79,8 +83,7 @@ def report(
     with files.atomic_path(output) as tmp:
         tmp.write_text(built.html, encoding="utf-8")
     written = [str(output)]
-    if not no_markdown:
-        md = markdown or output.with_suffix(".md")
+    if md is not None:
         with files.atomic_path(md) as tmp:
             tmp.write_text(built.markdown, encoding="utf-8")
         written.append(str(md))

@@ -57,6 +57,14 @@ class Sampling:
     size: tuple[int, int]
     frame_stride: int = 1
 
+    def __post_init__(self):
+        if self.frames < 1 or min(self.size) < 1 or self.frame_stride < 1:
+            raise VtcavError(f"sampling {self.frames} frames of {self.size}, stride {self.frame_stride}: "
+                             f"each must be at least 1")
+        # A clip is held as uint8 and as float32 while resized: refuse one that cannot fit.
+        files.check_memory(5 * self.frames * self.size[0] * self.size[1] * 3,
+                           f"a clip of {self.frames} frames of {self.size[0]}x{self.size[1]}")
+
     def to_dict(self) -> dict:
         return {"frames": self.frames, "size": list(self.size), "frame_stride": self.frame_stride}
 
@@ -237,12 +245,25 @@ class ClipSetWriter:
         self.provenance = {**provenance, "sampling": sampling.to_dict()}
         self.replace = replace
         self.existing: list[str] = []
-        self._base = self.out if append and self.out.exists() else None
+        self._append = append
+        self._base: Path | None = None
+        self._lock = files.exclusive_output(self.out)
         self._sets: dict[str, SetAppender] = {}
         self._staging: h5py.File | None = None
         self._staging_path: Path | None = None
 
     def __enter__(self) -> "ClipSetWriter":
+        # One writer of OUT at a time, from reading the sets it has to renaming the new file
+        # over it: concurrent --append runs each keep the other's sets.
+        self._lock.__enter__()
+        try:
+            return self._enter()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def _enter(self) -> "ClipSetWriter":
+        self._base = self.out if self._append and self.out.exists() else None
         if self._base is not None:
             with open_clipset(self._base) as handle:
                 found = _sampling_of(handle, str(self._base))
@@ -252,6 +273,7 @@ class ClipSetWriter:
                         f"{self.sampling.describe()}; refusing to mix them in one file (use the same "
                         f"--frames, --size and --frame-stride, or another output file)")
                 self.existing = list(handle[ROOT].keys())
+            files.replacing_input(self._base)   # read to be replaced: the new file goes in its place
         # a findable temporary (.NAME.vtcav-PID.tmp.staging.h5): SIGTERM and the next run clean it up
         self._staging_path = tmp = files.claim_temp(Path(os.path.realpath(self.out)), ".staging.h5", self.out)
         self._staging = h5py.File(tmp, "w", track_order=True, rdcc_nbytes=0)  # whole chunks: no cache needed
@@ -289,6 +311,7 @@ class ClipSetWriter:
         finally:
             if self._staging_path is not None:
                 files.release_temp(self._staging_path)
+            self._lock.__exit__(None, None, None)
 
     def _assemble(self) -> None:
         sources: list[tuple[Path, list[str]]] = []
@@ -298,6 +321,7 @@ class ClipSetWriter:
             sources.append((self._base, kept))
             with open_clipset(self._base) as handle:
                 provenances = [h5io.provenance(handle), self.provenance]
+            files.replacing_input(self._base)
         sources.append((self._staging_path, list(self._sets)))
         provenance = self.provenance if len(provenances) == 1 else combined_provenance(provenances)
         _write_combined(self.out, self.tool, provenance, sources)

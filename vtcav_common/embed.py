@@ -174,7 +174,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
     import torch
 
     from .embed_pass import LayerPass, resolve_precision, to_tensor
-    from .embeddings import EmbeddingsWriter
+    from .embeddings import EmbeddingsWriter, refuse_nonfinite
     from .heap import Heap
     from .models.controls import draw_classes, permute_gradients, randomise
     from .models.layers import describe_layers, model_device, resolve_layers
@@ -249,6 +249,7 @@ def embed(loaded: LoadedModel, layers: list[str], input_sets: list[InputSet], ou
                     classes = draw_classes(control, input_set.name, batch.ids, len(loaded.class_names),
                                            target_index)
                 result = layer_pass(to_tensor(batch, loaded, device), classes)
+                refuse_nonfinite(input_set.name, batch.ids, result, str(out))   # outputs checked as inputs are
                 if backward and control is not None and control.kind == "permute-grads":
                     result.grads = permute_gradients(control, input_set.name, batch.ids, result.grads)
                 sink.write(batch, result)

@@ -47,6 +47,7 @@ import h5py
 import numpy as np
 
 from . import h5io
+from .files import fail_hdf5_write
 from .errors import IncompatibleError, VtcavError
 from .models.controls import model_key
 
@@ -92,15 +93,25 @@ class EmbeddingsWriter:
         """``input_set`` has ``name``, ``kind``, ``role``, ``n`` and ``has_labels``."""
         group = self.sets.create_group(input_set.name, track_order=True)
         group.attrs["kind"], group.attrs["role"], group.attrs["n"] = input_set.kind, input_set.role, input_set.n
-        return SetSink(group, input_set, self.layers, num_classes, dtype, grad_dtype, batch_size, compress)
+        # The space this set takes (uncompressed, an upper bound) is claimed before any of it
+        # is written: a full disk or ulimit -f is one error now, never a crash mid-write.
+        row = sum(int(np.prod(info.shape)) for info in self.layers.values())
+        self._reserved = getattr(self, "_reserved", 0) + input_set.n * (
+            row * (np.dtype(dtype).itemsize + (np.dtype(grad_dtype).itemsize if grad_dtype is not None else 0))
+            + 4 * num_classes + 256)
+        h5io.reserve(self.handle, self._reserved, self.path)
+        return SetSink(group, input_set, self.layers, num_classes, dtype, grad_dtype, batch_size, compress,
+                       self.path)
 
 
 class SetSink:
     """Writes one set's rows batch by batch; it holds no data between writes."""
 
     def __init__(self, group: h5py.Group, input_set, layers: dict[str, Any], num_classes: int,
-                 dtype: np.dtype, grad_dtype: np.dtype | None, batch_size: int, compress: bool = False):
+                 dtype: np.dtype, grad_dtype: np.dtype | None, batch_size: int, compress: bool = False,
+                 path: str | Path | None = None):
         n = input_set.n
+        self.path = path
         self.name, self.n, self.written = input_set.name, n, 0
         self.dtype, self.grad_dtype = dtype, grad_dtype
         self.ids = group.create_dataset("ids", shape=(n,), dtype=h5py.string_dtype(), track_times=False)
@@ -115,7 +126,16 @@ class SetSink:
             for name, info in layers.items()}
 
     def write(self, batch, result) -> None:
-        """``batch`` has ``ids`` (and ``labels``); ``result`` has ``logits``, ``acts`` and ``grads``."""
+        """``batch`` has ``ids`` (and ``labels``); ``result`` has ``logits``, ``acts`` and ``grads``.
+
+        Values are written as given (tests make files with NaN through this writer); a model's
+        output is checked first by its caller (:func:`refuse_nonfinite`, vt-embed)."""
+        try:
+            self._write(batch, result)
+        except (OSError, RuntimeError) as err:   # a write HDF5 could not do: never unwind through h5py
+            raise fail_hdf5_write(self.path or self.name, err) from None
+
+    def _write(self, batch, result) -> None:
         start, stop = self.written, self.written + len(batch.ids)
         if stop > self.n:
             raise VtcavError(f"set '{self.name}' yielded more than its {self.n} clips")
@@ -128,11 +148,28 @@ class SetSink:
         if self.grads is not None:
             for name, dataset in self.grads.items():
                 dataset[start:stop] = _cast(result.grads[name], self.grad_dtype, name, "gradients")
+        # Flushed here, so that a write the system refuses fails in this call (and ends the run
+        # at once, fail_hdf5_write) rather than later, when h5py frees a dataset and HDF5 crashes.
+        self.ids.file.flush()
         self.written = stop
 
     def close(self) -> None:
         if self.written != self.n:
             raise VtcavError(f"set '{self.name}': wrote {self.written} of {self.n} clips")
+
+
+def refuse_nonfinite(name: str, ids, result, where: str = "") -> None:
+    """Outputs are checked as inputs are: NaN or inf from the model (``--std 0``, an
+    overflowing layer) is an error naming the clip, never a file the readers then refuse."""
+    for what, arrays in (("logits", {"": result.logits}), ("activations", result.acts),
+                         ("gradients", getattr(result, "grads", None) or {})):
+        for layer, values in arrays.items():
+            values = np.asarray(values)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+                at = f" of layer {layer}" if layer else ""
+                raise VtcavError(f"{where + ': ' if where else ''}set '{name}', clip {ids[int(bad[0])]}: the model "
+                                 f"gave non-finite {what}{at} (NaN or inf); check --mean/--std and the weights")
 
 
 def _array(group: h5py.Group, layer: str, n: int, shape: tuple[int, ...], dtype, batch_size: int,
@@ -203,8 +240,15 @@ class Embeddings:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self.handle = h5io.open_file(path, KIND, group="sets")
-        self.provenance = h5io.provenance(self.handle)
-        self.run_id = h5io.run_id(self.handle)
+        try:
+            self.provenance = h5io.provenance(self.handle)
+            layers = self.provenance.get("layers")
+            if not isinstance(layers, list) or not layers or not all(isinstance(x, str) for x in layers):
+                raise VtcavError(f"{path}: provenance names no layers (a list of names); damaged, or not vtcav's")
+            self.run_id = h5io.run_id(self.handle)
+        except BaseException:
+            self.handle.close()
+            raise
 
     def __enter__(self) -> "Embeddings":
         return self

@@ -28,12 +28,20 @@ def open_text_input(path: str) -> IO[str]:
     if path == STDIO:
         if sys.stdin is None or sys.stdin.closed:
             raise VtcavError(f"{display_name(path)}: standard input is closed (give a file, or pipe records in)")
-        return sys.stdin
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:
+            return sys.stdin   # already text (a test's StringIO)
+        # Strict UTF-8 whatever the locale: Python decodes stdin with surrogateescape under
+        # the C locale, and a latin-1 stream then passes as text with lone surrogates.
+        import io
+
+        return io.TextIOWrapper(buffer, encoding="utf-8", errors="strict", newline=None)
     p = Path(path)
     if not p.exists():
         raise VtcavError(f"{path}: no such file")
     if p.is_dir():
         raise VtcavError(f"{path}: is a directory, expected a file")
+    note_input(p)
     try:
         return open(p, encoding="utf-8")
     except OSError as err:
@@ -49,9 +57,27 @@ WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACC
                 errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
 
 
+# Most file systems allow 255 bytes a name; the temporary adds up to ~40 to the output's.
+_NAME_MAX = 255
+
+
+def _temp_stem(final: Path) -> str:
+    """The output's name as it appears in its temporaries: the name itself, or for a name
+    too long to take the additions, its start and a hash of the whole (a legal long output
+    name must not be refused because its temporary name would be too long)."""
+    name = final.name
+    if len(os.fsencode(name)) <= _NAME_MAX - 48:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    head = os.fsencode(name)[:120].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
 def temp_name(final: Path, suffix: str = "", pid: int | None = None) -> Path:
     """The temporary path a run with ``pid`` writes ``final`` to."""
-    return final.with_name(f".{final.name}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
+    return final.with_name(f".{_temp_stem(final)}{_TEMP_MARK}{pid or os.getpid()}.tmp{suffix}")
 
 
 def final_name(path: str | os.PathLike) -> str:
@@ -97,7 +123,7 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temps(final: Path) -> list[Path]:
     """Remove temporaries of ``final`` left by runs that were killed (their PID is gone)."""
     removed = []
-    prefix = f".{final.name}{_TEMP_MARK}"
+    prefix = f".{_temp_stem(final)}{_TEMP_MARK}"
     with contextlib.suppress(OSError):
         for entry in final.parent.iterdir():
             name = entry.name
@@ -125,10 +151,277 @@ def hard_exit_requested() -> bool:
     return _hard_exit
 
 
+# --------------------------------------------------------------------------- one writer at a time
+@contextlib.contextmanager
+def exclusive_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hold an exclusive lock (fcntl.flock) on ``path`` as an output while the body runs.
+
+    Two ``vt-concepts ... --append -o c.h5`` at once would each read c.h5, add their set and
+    rename their file over it: one set lost, both exit 0. With the lock the second waits
+    for the first and then reads the file the first wrote. The lock is a file
+    ``.NAME.vtcav-lock`` beside the output, removed when released (a holder checks, after
+    locking, that the file it locked is still the one at that path).
+    """
+    import fcntl
+
+    from . import messages
+
+    final = Path(os.path.realpath(path))
+    lock = final.with_name(f".{_temp_stem(final)}.vtcav-lock")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(shown or path, err) from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise write_error(shown or path, err) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            messages.info(f"{shown or path}: another run is writing it; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)   # the holder before us removed it: lock the new one
+    remove_on_abort(lock)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()   # while still holding it: a waiter then sees a stale inode and retries
+        keep(lock)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- disk space
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+    """Linux fallocate(2) (os has only posix_fallocate, which moves the end of the file);
+    0, or the errno (EOPNOTSUPP where the call or the file system lacks it)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError):
+        return errno.EOPNOTSUPP
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return 0 if call(fd, mode, offset, length) == 0 else ctypes.get_errno()
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+def reserve_space(path: str | os.PathLike, size: int, shown: str | os.PathLike) -> None:
+    """Make sure ``size`` bytes can be written to ``path`` before writing them.
+
+    HDF5 cannot survive a write the system refuses: after ENOSPC or EFBIG its cache is
+    broken and closing any file (or the interpreter's exit) can crash with SIGSEGV.  So the
+    space a writer will need is claimed up front: the file-size limit (``ulimit -f``) is
+    compared with ``size``, and the disk blocks are allocated beyond the end of the file
+    (fallocate with KEEP_SIZE, so HDF5 still sees its own end of file), where the writes
+    then land.  A full disk is then one clear error before anything is written;
+    :func:`release_space` gives back what was not used.
+    """
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size > limit:
+        raise write_error(shown, OSError(errno.EFBIG, f"File too large: it needs about {_size(size)}, "
+                                                      f"the file-size limit (ulimit -f) is {_size(limit)}"))
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as err:
+        raise write_error(shown, err) from None
+    try:
+        code = _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            free = os.statvfs(path)
+            code = errno.ENOSPC if free.f_bavail * free.f_frsize < size else 0
+        if code:
+            why = (f"No space left on device: it needs about {_size(size)}, {_size(_free(path))} free"
+                   if code in (errno.ENOSPC, errno.EDQUOT) else os.strerror(code))
+            raise write_error(shown, OSError(code, why))
+    finally:
+        os.close(fd)
+
+
+def _free(path) -> int:
+    try:
+        free = os.statvfs(path)
+        return free.f_bavail * free.f_frsize
+    except OSError:
+        return 0
+
+
+def release_space(path: str | os.PathLike) -> None:
+    """Give back the blocks :func:`reserve_space` allocated beyond the end of the file."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            end = os.fstat(fd).st_size
+            _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, end, 1 << 50)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- memory
+def available_memory() -> int:
+    """Bytes this process may still allocate: the least of the system's available memory,
+    the cgroup's limit less its usage, and the address-space limit (ulimit -v)."""
+    import resource
+
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - used))
+    with contextlib.suppress(ValueError, OSError):
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft)
+    return min(found) if found else 1 << 62
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, an array that cannot fit in memory (``--size 30000``, an
+    .npy declaring 2 TiB): one error line instead of MemoryError or the OOM killer."""
+    free = available_memory()
+    if nbytes > free:
+        raise VtcavError(f"{what}: needs {_size(nbytes)} of memory, {_size(free)} available")
+
+
+def fail_hdf5_write(path: str | os.PathLike, err: Exception) -> VtcavError:
+    """A write into an open HDF5 file failed (full disk, file-size limit).
+
+    Inside a command the run ends here, at once: unwinding would close HDF5 files, and
+    HDF5 after a refused write crashes (SIGSEGV) doing so. The temporary files are
+    removed, one error line is printed, and the process exits 1 without the
+    interpreter's clean-up. Outside a command (a library caller) the error is returned
+    to be raised.
+    """
+    import re
+
+    found = re.search(r"error message = '([^']+)'", str(err))
+    reason = found.group(1) if found else (getattr(err, "strerror", None) or str(err).splitlines()[0]
+                                           if str(err) else type(err).__name__)
+    error = write_error(path, OSError(getattr(err, "errno", None), reason))
+    if _inputs is None:
+        request_hard_exit()
+        return error
+    from . import messages
+
+    messages.stop_progress()
+    for temp in live_temps():
+        with contextlib.suppress(OSError):
+            temp.rmdir() if temp.is_dir() else temp.unlink()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, f"{messages._prog}: error: {one_line(str(error))}\n".encode())
+    os._exit(1)
+
+
+def one_line(text: str) -> str:
+    r"""``text`` with control characters (a newline in a file name) escaped: one line.
+
+    >>> print(one_line("a" + chr(10) + "b.h5: no such file"))
+    a\nb.h5: no such file
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def write_error(path: str | os.PathLike, err: OSError) -> VtcavError:
     """``OUT: cannot write (File too large)``: an OS write failure as a one-line error."""
     reason = (err.strerror or str(err) or type(err).__name__).strip().splitlines()[0]
     return VtcavError(f"{path}: cannot write ({reason})")
+
+
+# --------------------------------------------------------------------------- inputs vs outputs
+# Every file a command reads, noted while the command runs (the frame notes its path
+# arguments; video.py the videos it opens): every write below (atomic_path, claim_temp,
+# the shard sidecar, vt-merge) refuses a target that is one of them, whichever option
+# named it (-o, --pictures, --markdown, a twin, a sidecar, a review folder). The frame
+# turns the registry on for one run (begin_run); outside a command nothing is checked.
+_inputs: dict[tuple[int, int], str] | None = None
+
+
+def begin_run() -> None:
+    """Start noting inputs (the frame, at the start of each command)."""
+    global _inputs
+    _inputs = {}
+    _hdf5_read.clear()
+
+
+def end_run() -> None:
+    global _inputs
+    _inputs = None
+
+
+def note_input(path: str | os.PathLike) -> None:
+    """``path`` is read by this command: no output may replace it."""
+    if _inputs is None or path is None or str(path) in ("", STDIO):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            _inputs.setdefault((info.st_dev, info.st_ino), str(path))
+
+
+_hdf5_read: list[str] = []   # HDF5 files this command opened for reading, in order
+
+
+def note_hdf5_input(path: str | os.PathLike) -> None:
+    """An HDF5 file opened for reading: a damaged chunk found later (h5py's error does not
+    say which file) is reported naming it (see frame._os_error_line)."""
+    note_input(path)
+    if _inputs is not None and str(path) not in _hdf5_read:
+        _hdf5_read.append(str(path))
+
+
+def hdf5_inputs() -> list[str]:
+    return list(_hdf5_read)
+
+
+def replacing_input(path: str | os.PathLike) -> None:
+    """The command reads ``path`` in order to replace it (``--append``): not an input that
+    outputs must spare. (An input named on the command line was refused as -o before.)"""
+    if _inputs is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        _inputs.pop((info.st_dev, info.st_ino), None)
+        with contextlib.suppress(ValueError):
+            _hdf5_read.remove(str(path))
+
+
+def check_output(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:
+    """A usage error when writing ``path`` would replace an input of this command
+    (the same file by any spelling: symbolic links, ``./``, hard links)."""
+    if not _inputs or path is None or str(path) in ("", STDIO):
+        return
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return
+    same = _inputs.get((info.st_dev, info.st_ino))
+    if same is not None and stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{shown or path}: the output is also an input ({same}); choose another output path")
 
 
 def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
@@ -136,8 +429,10 @@ def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
 
     A symbolic link is followed (its target is replaced, the link stays); something
     that is not a regular file (a character device such as /dev/null, a FIFO) is
-    written into directly, never renamed over.
+    written into directly, never renamed over. A target that is an input of the
+    running command is refused (:func:`check_output`).
     """
+    check_output(path)
     final = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         mode = final.stat().st_mode
@@ -154,6 +449,7 @@ def claim_temp(final: Path, suffix: str = "", shown: str | os.PathLike | None = 
     """Create this process's temporary file for ``final`` (``.NAME.vtcav-PID.tmp<suffix>``),
     registered so that SIGTERM removes it; a write the system refuses names ``shown``."""
     shown = final if shown is None else shown
+    check_output(final, shown)
     tmp = temp_name(final, suffix)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

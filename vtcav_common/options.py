@@ -51,7 +51,8 @@ def version() -> Any:
 
 
 def seed(help: str = "Random seed; the same inputs and seed give the same bytes.") -> Any:
-    return typer.Option(0, "--seed", help=help)
+    # numpy's and torch's generators take 0 .. 2**63-1: a negative seed is a usage error, not a traceback
+    return typer.Option(0, "--seed", min=0, max=2**63 - 1, help=help)
 
 
 # --------------------------------------------------------------------------- model

@@ -27,6 +27,9 @@ def parse_rgb(text: str | None, option: str) -> list[float] | None:
     return values
 
 
+MAX_SIDE = 4096   # frames larger than 4K are not what a video model takes
+
+
 def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
     """``--size``: ``"64"`` -> (64, 64); ``"64x48"`` -> (64, 48) as (H, W).
 
@@ -40,6 +43,8 @@ def parse_size(text: str, minimum: int = 8) -> tuple[int, int]:
         values = []
     if len(values) not in (1, 2) or min(values, default=0) < minimum:
         raise UsageError(f"--size must be H or HxW with sides of at least {minimum} pixels, got '{text}'")
+    if max(values) > MAX_SIDE:   # --size 30000 would allocate tens of GiB per clip batch
+        raise UsageError(f"--size {text}: sides of at most {MAX_SIDE} pixels")
     return (values[0], values[-1])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -36,6 +37,13 @@ class Detection:
     class_name: str
     conf: float
     box: tuple[float, float, float, float]
+
+    def __post_init__(self):
+        # Every detection is checked here, whoever makes it (vt-detect, an importer, a JSONL
+        # reader): a frame of 0.5 or a confidence of 7 is a broken file, never a record.
+        problem = detection_problem(self)
+        if problem:
+            raise ValueError(problem)
 
     def to_json(self) -> str:
         record = asdict(self)
@@ -103,6 +111,44 @@ def _parse_json(line: str, where: str) -> dict:
     return record
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def detection_problem(d: Detection) -> str:
+    """What is wrong with a detection ('' when nothing)."""
+    if not _is_whole(d.frame) or d.frame < 0:
+        return f"'frame' must be a whole number >= 0, got {d.frame!r}"
+    if not _is_number(d.time) or d.time < 0:
+        return f"'time' must be a finite number >= 0, got {d.time!r}"
+    if not _is_number(d.conf) or not 0.0 <= d.conf <= 1.0:
+        return f"'conf' must be a number in [0, 1], got {d.conf!r}"
+    if d.track_id is not None and not _is_whole(d.track_id):
+        return f"'track_id' must be a whole number or null, got {d.track_id!r}"
+    if not _is_whole(d.class_id):
+        return f"'class_id' must be a whole number, got {d.class_id!r}"
+    box = d.box
+    if (not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(v) for v in box)):
+        return "'box' must be four finite numbers [x1, y1, x2, y2]"
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return f"'box' has x2 <= x1 or y2 <= y1: {list(box)}"
+    if box[2] <= 0 or box[3] <= 0:
+        return f"'box' lies outside the frame (left of or above it): {list(box)}"
+    return ""
+
+
+def _whole(value, name: str):
+    """An integer field: 3 and 3.0 pass, 0.5, true and "3" do not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise ValueError(f"'{name}' must be a whole number, got {json.dumps(value)[:40]}")
+    return int(value)
+
+
 def parse_detection(record: dict, where: str) -> Detection:
     missing = [name for name in DETECTION_FIELDS if name not in record]
     if missing:
@@ -115,14 +161,17 @@ def parse_detection(record: dict, where: str) -> Detection:
     if x2 <= x1 or y2 <= y1:
         raise VtcavError(f"{where}: 'box' has x2 <= x1 or y2 <= y1: {box}")
     try:
-        frame = int(record["frame"])
+        frame = _whole(record["frame"], "frame")
         track = record["track_id"]
+        for name in ("time", "conf"):
+            if not _is_number(record[name]):
+                raise ValueError(f"'{name}' must be a finite number, got {json.dumps(record[name])[:40]}")
         return Detection(
             video_id=str(record["video_id"]), video=str(record["video"]), frame=frame,
-            time=float(record["time"]), track_id=None if track is None else int(track),
-            class_id=int(record["class_id"]), class_name=str(record["class_name"]),
+            time=float(record["time"]), track_id=None if track is None else _whole(track, "track_id"),
+            class_id=_whole(record["class_id"], "class_id"), class_name=str(record["class_name"]),
             conf=float(record["conf"]), box=(x1, y1, x2, y2))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise VtcavError(f"{where}: bad value in detection record ({err})") from None
 
 
@@ -175,6 +224,13 @@ def read_manifest(path: str) -> list[VideoLabel]:
         for name in ("video_id", "path", "label"):
             if name not in record:
                 raise VtcavError(f"{where}: manifest record lacks field '{name}'")
+            value = record[name]
+            if isinstance(value, bool) or not isinstance(value, str if name == "path" else (str, int)) \
+                    or value == "":
+                raise VtcavError(f"{where}: manifest field '{name}' must be a non-empty string, "
+                                 f"got {json.dumps(value)[:40]}")
+        if not isinstance(record.get("split", ""), str):
+            raise VtcavError(f"{where}: manifest field 'split' must be a string")
         video_id = str(record["video_id"])
         if video_id in seen:
             raise VtcavError(f"{where}: duplicate video_id '{video_id}'")

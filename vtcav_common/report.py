@@ -245,7 +245,10 @@ def _figure_html(figure: Path, base: Path) -> str:
 
 def _markdown(report: Report, provenance: list[dict]) -> str:
     def md(text: str) -> str:
-        return str(text).replace("|", "\\|")
+        # Markdown renderers pass raw HTML through: text from the records (a concept named
+        # <script>...) is escaped, as the HTML page escapes it; and kept on one table row.
+        text = html.escape(" ".join(str(text).split()), quote=False)
+        return text.replace("|", "\\|")
 
     lines = [f"# {report.title}", "", f"Made by vt-report (vtcav {__version__}) from `{report.stats_name}`. "
              "Significant: higher or lower than the random-vs-random null after correction.", "", "## Settings", "",

@@ -68,6 +68,7 @@ def hdf5_set_names(path: str, group: str) -> list[str]:
 
     try:
         with h5py.File(path, "r") as handle:
-            return list(handle[group].keys()) if group in handle else []
-    except (OSError, ValueError):
+            found = handle.get(group)
+            return list(found.keys()) if isinstance(found, h5py.Group) else []
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError):   # damaged: the reader says how
         return []

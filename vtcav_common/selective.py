@@ -35,6 +35,7 @@ chance level.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,9 +203,17 @@ def read_moving_boxes(path: str, video_ids: set[str]) -> dict[str, dict[int, lis
     not with the file.
     """
     boxes: dict[str, dict[int, list[tuple]]] = {}
+    flagged = 0
     for where, record in read_jsonl(path):
+        if "moving" in record:
+            flagged += 1
+            if not isinstance(record["moving"], bool):
+                raise VtcavError(f"{where}: 'moving' must be true or false, got {json.dumps(record['moving'])[:40]}")
         if not record.get("moving") or str(record.get("video_id")) not in video_ids:
             continue
         detection = parse_detection(record, where)
         boxes.setdefault(detection.video_id, {}).setdefault(detection.frame, []).append(detection.box)
+    if not flagged:   # plain detections: every video would get a motion share of 0, silently
+        raise VtcavError(f"{path}: no record has the 'moving' field --gt needs (vt-synth's gt.jsonl has it; "
+                         f"a detector's output does not)")
     return boxes

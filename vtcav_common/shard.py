@@ -119,8 +119,11 @@ def write_text_atomic(path: Path, text: str) -> None:
 def atomic_output(path: Path, mode: str = "w"):
     """A file opened beside ``path`` and renamed onto it when complete: a reader never
     sees half a file, and an interrupted run leaves the old one untouched."""
+    from .files import check_output
+
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:120]}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle

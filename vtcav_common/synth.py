@@ -109,8 +109,11 @@ def render_video(seed: int, index: int, label: str, spec: WorldSpec = WorldSpec(
 
     radius = int(rng.integers(spec.ball_radius[0], spec.ball_radius[1] + 1))
     speed = float(rng.uniform(*spec.speed))
-    travel = speed * (frames - 1)
     margin = radius + 1.5
+    # Small frames or long videos (--size 32, the documented minimum): slow down so the
+    # whole path stays inside the frame (larger worlds are rendered exactly as before).
+    speed = min(speed, (size - 2 * margin - 1) / max(1, frames - 1))
+    travel = speed * (frames - 1)
     if world == "motion":
         dx, dy = DIRECTIONS[label]
         along_start = rng.uniform(margin, size - margin - travel)
@@ -199,6 +202,11 @@ def generate_world(out_dir: str | Path, seed: int = 0, train_per_class: int = 40
     class is the ball's direction) or ``appearance`` (the class is its colour).
     """
     out = Path(out_dir)
+    from .files import check_memory
+
+    # one video is rendered whole: frames, masks and the float background
+    check_memory(spec.frames * spec.size * spec.size * 16, f"{out}: a video of {spec.frames} frames of "
+                                                            f"{spec.size}x{spec.size}")
     known = world_classes(world)
     classes = tuple(classes or known)
     plan = [v for v in world_videos(seed, train_per_class, "train", classes=known) if v[2] in classes]

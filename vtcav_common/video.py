@@ -15,7 +15,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np
 
-from .files import atomic_path
+from .files import atomic_path, note_input
 from .errors import VtcavError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -36,6 +36,7 @@ def _open(path: str | Path) -> cv2.VideoCapture:
         raise VtcavError(f"{path}: no such file")
     if path.is_dir():
         raise VtcavError(f"{path}: is a directory, expected a video file")
+    note_input(path)   # --pictures into the videos' folder must not replace a video
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise VtcavError(f"{path}: cannot open as a video (corrupt or unsupported format)")

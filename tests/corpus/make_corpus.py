@@ -34,7 +34,8 @@ WEIGHTS = REPO / "weights" / "classifier.pt"
 DETECTOR = REPO / "weights" / "detector.pt"
 MODULES = {"vt-synth": "tools.vt_synth", "vt-detect": "tools.vt_detect", "vt-concepts": "tools.vt_concepts",
            "vt-embed": "tools.vt_embed", "vt-cav": "tools.vt_cav", "vt-score": "tools.vt_score",
-           "vt-stats": "tools.vt_stats", "vt-explain": "tools.vt_explain", "vt-ace": "tools.vt_ace"}
+           "vt-stats": "tools.vt_stats", "vt-explain": "tools.vt_explain", "vt-ace": "tools.vt_ace",
+           "vt-report": "tools.vt_report", "vt-merge": "tools.vt_merge"}
 _LAUNCH = "import sys, importlib; sys.argv = sys.argv[1:]; importlib.import_module(sys.argv[0]).main()"
 
 
@@ -258,10 +259,115 @@ def _cut_pickle(source: Path, target: Path) -> None:
             zout.writestr(item, content[: len(content) // 2] if item.filename.endswith("data.pkl") else content)
 
 
+def build_hostile(c: Path) -> None:
+    """Issue 24's classes: code in a sidecar, damaged HDF5 structure, silent wrong values,
+    resource bombs, inputs that an output other than -o would replace."""
+    import h5py as _h5
+
+    run("vt-stats", c / "scores.jsonl", "-o", c / "stats.jsonl", "-q")
+    shutil.copy(c / "stats.jsonl", c / "stats.md")
+    labels = [json.loads(line) for line in (c / "world" / "labels.jsonl").read_text().splitlines()]
+    first = Path(labels[0]["path"])
+    shutil.copy(first if first.is_absolute() else c / "world" / first, c / "clip.mp4")
+    # a sidecar naming a callable (it would create PWNED)
+    side = c / "sidecar"
+    side.mkdir()
+    shutil.copy(WEIGHTS, side / "w.pt")
+    (side / "w.json").write_text(json.dumps({"model": "os:system", "model_kwargs": {"command": f"touch {c}/PWNED"}}))
+    shutil.copy(WEIGHTS, side / "big.pt")
+    (side / "big.json").write_text(json.dumps({"model": MODEL, "model_kwargs": {"num_classes": 10**12}}))
+
+    # HDF5 structure: links, loops, groups/scalars/strings where arrays belong, rows never stored
+    def soft(h):
+        group = h["sets/ball_right/acts"]
+        del group["block1"]
+        group["block1"] = _h5.SoftLink("/nowhere")
+
+    def external(h):
+        group = h["sets/ball_right/acts"]
+        del group["block1"]
+        group["block1"] = _h5.ExternalLink("gone.h5", "/x")
+
+    def loop(h):
+        h["sets/ball_right/loop"] = h["sets"]
+
+    def rows(h):
+        group = h["sets/ball_right"]
+        del group["logits"]
+        group.create_dataset("logits", shape=(10**7, 4), dtype="f4", chunks=(1000, 4))
+
+    def strings(h):
+        group = h["sets/ball_right/acts"]
+        del group["block1"]
+        group["block1"] = np.array(["a", "b"], dtype=_h5.string_dtype())
+
+    def scalar_ids(h):
+        del h["sets/ball_right/ids"]
+        h["sets/ball_right/ids"] = np.float32(3)
+
+    def short_ids(h):
+        ids = h["sets/ball_right/ids"][:1]
+        del h["sets/ball_right/ids"]
+        h["sets/ball_right"].create_dataset("ids", data=ids, dtype=_h5.string_dtype())
+
+    def group_vectors(h):
+        layer = next(iter(h["layers"].values()))
+        del layer["vectors"]
+        layer.create_group("vectors")
+
+    def fewer_vectors(h):
+        layer = next(iter(h["layers"].values()))
+        vectors = layer["vectors"][:-1]
+        del layer["vectors"]
+        layer["vectors"] = vectors
+
+    for name, source, edit in (("acts_soft", "acts", soft), ("acts_external", "acts", external),
+                               ("acts_loop", "acts", loop), ("acts_bigrows", "acts", rows),
+                               ("acts_strings", "acts", strings), ("acts_scalar_ids", "acts", scalar_ids),
+                               ("acts_short_ids", "acts", short_ids), ("cavs_group", "cavs", group_vectors),
+                               ("cavs_fewer", "cavs", fewer_vectors)):
+        _copy_h5(c, f"{source}.h5", f"{name}.h5", edit)
+    # shards merged, then one shard deleted
+    embed = ["--model", MODEL, "--weights", WEIGHTS, "--layers", "block1", "-q", c / "concepts.h5"]
+    run("vt-embed", *embed, "--shard", "0/2", "-o", c / "shard0.h5")
+    run("vt-embed", *embed, "--shard", "1/2", "-o", c / "shard1.h5")
+    run("vt-merge", c / "shard0.h5", c / "shard1.h5", "-o", c / "merged.h5", "-q")
+    (c / "shard1.h5").unlink()
+
+    # weights that make the model output NaN (the writer must not store them)
+    import torch
+
+    state = torch.load(WEIGHTS, weights_only=True)
+    first = next(k for k in state if k.endswith("weight"))
+    state[first][:] = float("nan")
+    torch.save(state, c / "nan_weights.pt")
+
+    # arrays: Python objects, 200 GB declared, cut short
+    np.savez(c / "objects.npz", clips=np.array([{"x": 1}], dtype=object))
+    with open(c / "huge.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (4000, 16, 1024, 1024, 3)})
+    np.save(c / "clips.npy", np.zeros((2, 8, 32, 32, 3), np.uint8))
+    (c / "clips_cut.npy").write_bytes((c / "clips.npy").read_bytes()[:100])
+
+    # records with silent wrong values
+    dets = [json.loads(line) for line in (c / "dets.jsonl").read_text().splitlines()]
+    _jsonl(c / "dets_conf7.jsonl", [{**d, "conf": 7} for d in dets])
+    _jsonl(c / "dets_frame_half.jsonl", [{**d, "frame": d["frame"] + 0.5} for d in dets])
+    _jsonl(c / "dets_outside.jsonl", [{**d, "box": [1000, 1000, 1010, 1010]} for d in dets])
+    _jsonl(c / "dets_no_moving.jsonl", [{k: v for k, v in d.items() if k != "moving"} for d in dets])
+    scores = [json.loads(line) for line in (c / "scores.jsonl").read_text().splitlines()]
+    _jsonl(c / "scores_over_one.jsonl", [{**r, "score": 1.5} for r in scores])
+    _jsonl(c / "scores_only_null.jsonl", [r for r in scores if r["kind"] == "null"])
+    (c / "mot_nan.txt").write_text("1,1,nan,5,10,10,1,1,1\n2,1,5,5,10,10,1,1,1\n")
+    (c / "mot_far.txt").write_text("1,1,-100000,5,200000,10,1,1,1\n")
+
+
 def build(c: Path) -> Path:
     c.mkdir(parents=True, exist_ok=True)
     build_pipeline(c)
     build_broken(c)
+    build_hostile(c)
     return c
 
 
@@ -454,6 +560,115 @@ def cases() -> list[Case]:
              says="nope", output=o),
         Case("usage-cav-no-output", "usage", "vt-cav", ("{c}/acts.h5",), code=2, says="output"),
         Case("usage-synth-no-folder", "usage", "vt-synth", (), code=2, says="OUT_DIR"),
+        *hostile_cases(),
+    ]
+
+
+def hostile_cases() -> list[Case]:
+    """Issue 24: each class, and every output flag of every command checked against the inputs."""
+    o, h5 = "{t}/out.jsonl", "{t}/out.h5"
+    cav = lambda name, says: Case(f"h5-{name}", "hdf5-structure", "vt-cav",  # noqa: E731
+                                  (f"{{c}}/{name}.h5", "-o", h5, "-q"), says=says, output=h5)
+    dets = lambda name, says: Case(f"values-{name}", "silent", "vt-concepts",  # noqa: E731
+                                   ("spatiotemporal", f"{{c}}/{name}.jsonl", "--videos", "{c}/world/labels.jsonl",
+                                    "--class", "ball", "--frames", "8", "--size", "32", "-o", h5, "-q"),
+                                   says=says, output=h5)
+    random = ("random", "--videos", "{c}/world/labels.jsonl", "--frames", "8", "--size", "32", "--sets", "1",
+              "--clips-per-set", "1")
+    return [
+        # code named by a sidecar
+        Case("sidecar-callable-embed", "sidecar", "vt-embed", ("--weights", "{c}/sidecar/w.pt", "--layers", "block1",
+                                                               "{c}/concepts.h5", "-o", h5, "-q"),
+             says="w.json", output=h5),
+        Case("sidecar-callable-list-layers", "sidecar", "vt-embed", ("--weights", "{c}/sidecar/w.pt",
+                                                                     "--list-layers"), says="os:system"),
+        Case("sidecar-callable-explain", "sidecar", "vt-explain", ("--weights", "{c}/sidecar/w.pt", "--layer",
+                                                                   "block1", "{c}/clip.mp4", "-o", h5, "-q"),
+             says="w.json", output=h5),
+        Case("sidecar-huge-kwargs", "resource", "vt-embed", ("--weights", "{c}/sidecar/big.pt", "--list-layers"),
+             says="big.json"),
+        # HDF5 structure
+        cav("acts_soft", "soft link"), cav("acts_external", "external link"), cav("acts_loop", "loop"),
+        cav("acts_bigrows", "10000000 rows"), cav("acts_strings", "expected floats"),
+        cav("acts_scalar_ids", "scalar"), cav("acts_short_ids", "ids"),
+        Case("h5-cavs_group", "hdf5-structure", "vt-score", ("{c}/cavs_group.h5", "{c}/grads.h5", "-o", o, "-q"),
+             says="group where a dataset", output=o),
+        Case("h5-cavs_fewer", "hdf5-structure", "vt-score", ("{c}/cavs_fewer.h5", "{c}/grads.h5", "-o", o, "-q"),
+             says="cavs_fewer.h5", output=o),
+        Case("h5-merged-shard-gone", "message", "vt-cav", ("{c}/merged.h5", "-o", h5, "-q"), says="shard1.h5",
+             output=h5),
+        # arrays
+        Case("npz-objects", "resource", "vt-concepts", ("import", "{c}/objects.npz", "-o", h5, "-q"),
+             says="objects.npz", output=h5),
+        Case("npy-huge", "resource", "vt-concepts", ("import", "{c}/huge.npy", "-o", h5, "-q"), says="huge.npy",
+             output=h5),
+        Case("npy-cut", "hdf5", "vt-concepts", ("import", "{c}/clips_cut.npy", "-o", h5, "-q"), says="clips_cut.npy",
+             output=h5),
+        # silent wrong values
+        dets("dets_conf7", "conf"), dets("dets_frame_half", "frame"), dets("dets_outside", "outside"),
+        Case("values-std-zero", "silent", "vt-embed", (*EMBED, "--std", "0,0,0", "{c}/concepts.h5", "-o", h5),
+             code=2, says="std", output=h5),
+        Case("values-nan-model-output", "silent", "vt-embed", ("--model", MODEL, "--weights", "{c}/nan_weights.pt",
+                                                               "--layers", "block1", "{c}/concepts.h5", "-o", h5, "-q"),
+             says="non-finite", output=h5),
+        Case("values-score-over-one", "silent", "vt-stats", ("{c}/scores_over_one.jsonl", "-o", o, "-q"),
+             says="scores_over_one.jsonl", output=o),
+        Case("values-only-null", "traceback", "vt-stats", ("{c}/scores_only_null.jsonl", "-o", o, "-q"),
+             says="scores_only_null.jsonl", output=o),
+        Case("values-gt-without-moving", "silent", "vt-explain",
+             (*EMBED[:-3], "--layer", "block1", "{c}/clip.mp4", "--gt", "{c}/dets_no_moving.jsonl", "-o", h5, "-q"),
+             says="moving", output=h5),
+        Case("values-mot-nan-box", "silent", "vt-detect", ("import", "mot", "{c}/mot_nan.txt", "--video",
+                                                           "{c}/clip.mp4", "-o", o, "-q"),
+             says="mot_nan.txt", output=o),
+        Case("values-mot-far-box", "silent", "vt-detect", ("import", "mot", "{c}/mot_far.txt", "--video",
+                                                           "{c}/clip.mp4", "-o", o, "-q"),
+             says="mot_far.txt", output=o),
+        # resource bombs and bad numbers
+        Case("resource-size-30000", "resource", "vt-concepts", (*random[:5], "--size", "30000", "-o", h5, "-q"),
+             code=2, says="30000", output=h5),
+        Case("usage-seed-negative", "traceback", "vt-synth", ("{t}/world", "--seed", "-1", "-q"), code=2, says="seed"),
+        Case("ok-synth-size-32", "traceback", "vt-synth", ("{t}/world", "--size", "32", "--train-per-class", "1",
+                                                           "--test-per-class", "0", "-q"),
+             code=0, output="{t}/world/labels.jsonl"),
+        Case("ok-long-output-name", "message", "vt-stats", ("{c}/scores.jsonl", "-o", "{t}/" + "s" * 240 + ".jsonl",
+                                                            "-q"), code=0, output="{t}/" + "s" * 240 + ".jsonl"),
+        Case("message-newline-in-path", "message", "vt-stats", ("{t}/a\nb.jsonl", "-o", o, "-q"), says="a\\nb",
+             output=o),
+        Case("fault-fsize-concepts", "fault", "vt-concepts", (*random, "--size", "48", "-o", h5, "-q"), ulimit_f=8,
+             says="out.h5", output=h5),
+        # every output flag against the inputs
+        Case("safety-report-twin", "safety", "vt-report", ("{t}/stats.md", "-o", "{t}/stats.html"), code=2,
+             says="stats.md", output="{t}/stats.md", copies=("stats.md",)),
+        Case("safety-report-markdown", "safety", "vt-report", ("{t}/stats.jsonl", "-o", "{t}/r.html", "--markdown",
+                                                               "{t}/stats.jsonl"),
+             code=2, says="stats.jsonl", output="{t}/stats.jsonl", copies=("stats.jsonl",)),
+        Case("safety-report-output", "safety", "vt-report", ("{t}/stats.jsonl", "-o", "{t}/./stats.jsonl"), code=2,
+             says="stats.jsonl", output="{t}/stats.jsonl", copies=("stats.jsonl",)),
+        Case("safety-stats-plot", "safety", "vt-stats", ("{t}/scores.jsonl", "-o", o, "--plot", "{t}/scores.jsonl",
+                                                         "-q"),
+             code=2, says="scores.jsonl", output="{t}/scores.jsonl", copies=("scores.jsonl",)),
+        Case("safety-explain-pictures", "safety", "vt-explain", (*EMBED[:-3], "--layer", "block1", "{t}/clip.mp4",
+                                                                 "--pictures", "{t}", "--picture-format", "mp4", "-q"),
+             code=2, says="clip.mp4", output="{t}/clip.mp4", copies=("clip.mp4",)),
+        Case("safety-explain-output", "safety", "vt-explain", (*EMBED[:-3], "--layer", "block1", "{t}/clip.mp4",
+                                                               "-o", "{t}/clip.mp4", "-q"),
+             code=2, says="clip.mp4", output="{t}/clip.mp4", copies=("clip.mp4",)),
+        Case("safety-detect-output", "safety", "vt-detect", ("--model", str(DETECTOR), "{t}/clip.mp4", "-o",
+                                                             "{t}/clip.mp4", "-q"),
+             code=2, says="clip.mp4", output="{t}/clip.mp4", copies=("clip.mp4",)),
+        Case("safety-merge-output", "safety", "vt-merge", ("{t}/acts.h5", "-o", "{t}/acts.h5", "-q"), code=2,
+             says="acts.h5", output="{t}/acts.h5", copies=("acts.h5",)),
+        Case("safety-ace-table", "safety", "vt-ace", ("faithfulness", "{c}/concepts.h5", "{t}/scores.jsonl",
+                                                      "--videos", "{c}/world/labels.jsonl", "--table",
+                                                      "{t}/scores.jsonl"),
+             code=2, says="scores.jsonl", output="{t}/scores.jsonl", copies=("scores.jsonl",)),
+        Case("safety-concepts-append-other-input", "safety", "vt-concepts",
+             ("merge", "{t}/concepts.h5", "-o", "{t}/concepts.h5"), code=2, says="concepts.h5",
+             output="{t}/concepts.h5", copies=("concepts.h5",)),
+        Case("safety-import-output", "safety", "vt-detect", ("import", "mot", "{t}/mot_nan.txt", "--video",
+                                                             "{c}/clip.mp4", "-o", "{t}/mot_nan.txt", "-q"),
+             code=2, says="mot_nan.txt", output="{t}/mot_nan.txt", copies=("mot_nan.txt",)),
     ]
 
 

@@ -100,5 +100,20 @@ def _random(plan, frame_w, frame_h, out_size, context) -> np.ndarray:
 
 
 def windows_for(plan, frame_w: int, frame_h: int, out_size: tuple[int, int], context: float) -> np.ndarray:
-    """The crop window of each clip frame (T x 4 ints, source pixels)."""
+    """The crop window of each clip frame (T x 4 ints, source pixels).
+
+    A box that lies outside the frame (wrong video, wrong units, an importer's bad row)
+    is an error: clamped to the frame it would silently become a crop of the frame's
+    edge, or of the whole frame.
+    """
+    boxes = np.asarray(plan.boxes, dtype=np.float64)
+    outside = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) \
+        | (boxes[:, 0] >= frame_w) | (boxes[:, 1] >= frame_h)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        from ..errors import VtcavError
+
+        raise VtcavError(f"{plan.video_path}: box {[round(float(v), 2) for v in boxes[i]]} of {plan.video_id} at "
+                         f"frame {int(plan.frames[i])} lies outside the {frame_w}x{frame_h} frame "
+                         f"(detections of another video, or in other units?)")
     return GEOMETRIES[plan.geometry].windows(plan, frame_w, frame_h, out_size, context)

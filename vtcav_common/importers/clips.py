@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -55,20 +56,59 @@ def as_uint8_clips(array: np.ndarray, where: str) -> np.ndarray:
 def array_sets(path: str | Path, key: str | None = None) -> dict[str, np.ndarray]:
     """The clip arrays of an ``.npy`` (one set, named after the file) or ``.npz`` (one per key)."""
     path = Path(path)
+    declared = _declared_arrays(path)   # before loading: object arrays and sizes that cannot fit
     try:
         loaded = np.load(path, allow_pickle=False)  # no pickles: an array file must not run code
     except FileNotFoundError:
         raise VtcavError(f"{path}: no such file") from None
-    except (ValueError, OSError) as err:
-        raise VtcavError(f"{path}: not a NumPy .npy/.npz array file ({err})") from None
-    if isinstance(loaded, np.ndarray):
-        return {path.stem: as_uint8_clips(loaded, str(path))}
-    with loaded:
-        keys = [key] if key else list(loaded.files)
-        missing = [k for k in keys if k not in loaded.files]
-        if missing:
-            raise VtcavError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(loaded.files)})")
-        return {k: as_uint8_clips(loaded[k], f"{path}[{k}]") for k in keys}
+    except (ValueError, OSError, EOFError) as err:
+        raise VtcavError(f"{path}: not a NumPy .npy/.npz array file ({str(err).splitlines()[0][:160]})") from None
+    try:
+        if isinstance(loaded, np.ndarray):
+            return {path.stem: as_uint8_clips(loaded, str(path))}
+        with loaded:
+            keys = [key] if key else [k for k in loaded.files if k in declared]
+            missing = [k for k in keys if k not in loaded.files]
+            if missing:
+                raise VtcavError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(loaded.files)})")
+            return {k: as_uint8_clips(loaded[k], f"{path}[{k}]") for k in keys}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:   # a member cut short or corrupt
+        raise VtcavError(f"{path}: unreadable array ({str(err).splitlines()[0][:160]})") from None
+
+
+def _declared_arrays(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype each array of an .npy/.npz declares, read from the headers only;
+    an object array (pickled Python objects) or one larger than memory is refused here."""
+    from ..files import check_memory
+
+    def header(handle, where: str):
+        try:
+            version = np.lib.format.read_magic(handle)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(handle))
+        except (ValueError, OSError, EOFError, SyntaxError) as err:
+            raise VtcavError(f"{where}: not a NumPy array ({str(err).splitlines()[0][:160]})") from None
+        if dtype.hasobject:
+            raise VtcavError(f"{where}: holds Python objects ({dtype}), not numbers; refusing (loading them "
+                             f"could run code): save the clips as uint8 or float")
+        check_memory(int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 4), where)
+        return tuple(shape), dtype
+
+    if not path.exists():
+        raise VtcavError(f"{path}: no such file")
+    try:
+        if zipfile.is_zipfile(path):
+            found = {}
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    if name.endswith(".npy"):
+                        with archive.open(name) as member:
+                            found[name[:-4]] = header(member, f"{path}[{name[:-4]}]")
+            return found
+        with open(path, "rb") as handle:
+            return {path.stem: header(handle, str(path))}
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise VtcavError(f"{path}: not a NumPy .npy/.npz array file ({str(err).splitlines()[0][:160]})") from None
 
 
 def resample(clips: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:

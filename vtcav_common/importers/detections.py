@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -85,14 +86,18 @@ def import_detections(inputs: Iterable[str], fmt: str, settings: ImportSettings)
     finder = VideoFinder(settings.video, settings.videos)
     for path in inputs:
         chosen = detect_format(path) if fmt == "auto" else fmt
-        if chosen == "mot":
-            yield from _mot(Path(path), finder, settings)
-        elif chosen == "coco":
-            yield from _coco(Path(path), finder, settings)
-        elif chosen == "yolo":
-            yield from _yolo(Path(path), finder, settings)
-        else:
+        readers = {"mot": _mot, "coco": _coco, "yolo": _yolo}
+        if chosen not in readers:
             raise UsageError(f"unknown format '{fmt}'; choose auto, {', '.join(DETECTION_FORMATS)}")
+        try:
+            yield from readers[chosen](Path(path), finder, settings)
+        except UnicodeDecodeError as err:
+            raise VtcavError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x})") from None
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
+            # A field missing or of the wrong type anywhere in a hand-made annotation file; and
+            # every record is validated by Detection itself (frame, conf in [0, 1], box).
+            detail = f"missing {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:200]
+            raise VtcavError(f"{path}: malformed {chosen} annotations ({detail})") from None
 
 
 def _name(settings: ImportSettings, class_id: int, default: dict[int, str] | None = None,
@@ -106,8 +111,19 @@ def _name(settings: ImportSettings, class_id: int, default: dict[int, str] | Non
     return f"class_{class_id}"
 
 
-def _clip_box(x: float, y: float, w: float, h: float, info: videolib.VideoInfo) -> tuple | None:
-    """``[x, y, w, h]`` -> ``(x1, y1, x2, y2)`` inside the frame; None when nothing is left."""
+def _clip_box(x: float, y: float, w: float, h: float, info: videolib.VideoInfo, where: str) -> tuple | None:
+    """``[x, y, w, h]`` -> ``(x1, y1, x2, y2)`` inside the frame; None when nothing is left.
+
+    NaN or infinite numbers are an error (``max(0, nan)`` is 0: the box would become the
+    whole frame), and so is a box reaching more than a frame beyond the frame's edges
+    (the wrong units, or another video's size).
+    """
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise VtcavError(f"{where}: box [{x}, {y}, {w}, {h}] has a non-finite number")
+    if (w <= 0 or h <= 0 or x < -info.width or y < -info.height or x + w > 2 * info.width
+            or y + h > 2 * info.height):
+        raise VtcavError(f"{where}: box [x {x:g}, y {y:g}, w {w:g}, h {h:g}] is not inside the "
+                         f"{info.width}x{info.height} frame")
     x1, y1 = max(0.0, x), max(0.0, y)
     x2, y2 = min(float(info.width), x + w), min(float(info.height), y + h)
     return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
@@ -170,7 +186,7 @@ def _mot(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator[
             continue  # MOT marks boxes the evaluation ignores with conf 0
         if 0 <= visibility < settings.min_visibility:
             continue
-        box = _clip_box(x, y, w, h, info)
+        box = _clip_box(x, y, w, h, info, where)
         score = 1.0 if is_gt else conf
         if box is None or score < settings.min_conf:
             continue
@@ -218,7 +234,7 @@ def _coco(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator
         video_id = _coco_video_id(entry)
         video_path, info = finder.find(video_id, str(path), near=path.parent)
         for frame, track, category, score, bbox in sorted(found, key=lambda r: (r[0], -1 if r[1] is None else r[1])):
-            box = _clip_box(*(float(v) for v in bbox[:4]), info)
+            box = _clip_box(*(float(v) for v in bbox[:4]), info, f"{path}: video {video_id}, frame {frame}")
             if box is None or score < settings.min_conf:
                 continue
             name = _name(settings, int(category), categories)
@@ -278,7 +294,7 @@ def _yolo(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator
             conf = extra.pop(0) if extra and has_conf else 1.0
             track = int(extra[0]) if extra else None
             box = _clip_box((cx - w / 2) * info.width, (cy - h / 2) * info.height, w * info.width,
-                            h * info.height, info)
+                            h * info.height, info, where)
             if box is None or conf < settings.min_conf:
                 continue
             index = frame - 1  # ultralytics counts a video's frames from 1

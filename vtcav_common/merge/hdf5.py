@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from ..errors import IncompatibleError, VtcavError
+from ..files import temp_name
 
 COPY_ROWS_BYTES = 64 << 20   # copy at most this much per read: memory stays bounded
 
@@ -88,9 +89,12 @@ class _atomic_h5:
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.parent / f".{path.name}.vtcav-{os.getpid()}.tmp.h5"
+        self.tmp = temp_name(path, ".h5")
 
     def __enter__(self) -> h5py.File:
+        from ..files import check_output
+
+        check_output(self.path)
         self.handle = h5py.File(self.tmp, "w", track_order=True)
         return self.handle
 

@@ -53,7 +53,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
     sources that otherwise require a checkpoint then build with random weights.
     """
     from ..errors import UsageError
-    from .checkpoint import existing_file, is_exported_program, is_torchscript, read_sidecar
+    from .checkpoint import existing_file, is_exported_program, is_torchscript, read_sidecar, sidecar_model
     from .common import LoadRequest, resolve_device
     from .registry import source_for
 
@@ -61,7 +61,12 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
                           class_names=class_names, trust_checkpoint=trust_checkpoint, frames=frames,
                           size=size, mean=mean, std=std, device=resolve_device(device), need_weights=need_weights)
     request.sidecar = read_sidecar(request.weights)
-    request.model = model or request.sidecar.get("model") or ""
+    # A model the sidecar names is code chosen by whoever shipped the weights: only vtcav's
+    # own models, unless the user trusts the checkpoint (see checkpoint.sidecar_model).
+    request.model = model or sidecar_model(request.weights, request.sidecar, trust_checkpoint)
+    if model and model != request.sidecar.get("model") and request.sidecar.get("model_kwargs"):
+        # The user chose another callable: the sidecar's arguments were meant for its own model.
+        request.sidecar = {k: v for k, v in request.sidecar.items() if k != "model_kwargs"}
     if not request.model:
         if request.weights is None:
             raise UsageError("give --model (an architecture, package.module:factory, a TorchScript or .pt2 "

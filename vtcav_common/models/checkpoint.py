@@ -158,6 +158,48 @@ def read_sidecar(weights: Path | None) -> dict:
     return record
 
 
+# The models a sidecar may name without --trust-checkpoint: vtcav's own factories. A sidecar
+# travels with downloaded weights and is as untrusted as a pickle: naming ``os:system`` (or a
+# module of ours that loads pickles) with keyword arguments would run code. Torchvision
+# architecture names (plain strings that select built-in code) are allowed too; files
+# (TorchScript, .pt2, mmaction .py configs run as Python) and any other callable are not.
+OWN_FACTORIES = frozenset({"vtcav_common.models.tiny:motion_c3d", "vtcav_common.models.tiny:appearance_c3d"})
+
+
+def sidecar_model(weights: Path | None, sidecar: dict, trust_checkpoint: bool) -> str:
+    """The model a weights file's sidecar names, if it may be used: ``""`` when none.
+
+    Without ``trust_checkpoint`` only :data:`OWN_FACTORIES` and torchvision architectures
+    pass, and ``model_kwargs`` must be plain JSON values (numbers, strings, booleans).
+    """
+    model = sidecar.get("model")
+    if model in (None, ""):
+        return ""
+    where = weights.with_suffix(SIDECAR_SUFFIX) if weights is not None else "sidecar"
+    if not isinstance(model, str):
+        raise VtcavError(f"{where}: sidecar 'model' must be a string, not {type(model).__name__}")
+    if trust_checkpoint:
+        return model
+    kwargs = sidecar.get("model_kwargs")
+    if kwargs is not None and (not isinstance(kwargs, dict) or not all(
+            isinstance(v, (bool, str)) and len(str(v)) <= 200
+            or isinstance(v, (int, float)) and abs(v) <= 100_000 for v in kwargs.values())):
+        # small plain values: a num_classes of 10**12 would allocate terabytes building the model
+        raise VtcavError(f"{where}: sidecar 'model_kwargs' must be an object of small plain values "
+                         f"(or pass --trust-checkpoint)")
+    if model in OWN_FACTORIES:
+        return model
+    if re.fullmatch(r"[a-z][a-z0-9_]*", model):   # an architecture name, no code to name
+        from .torchvision_source import ARCHITECTURES
+
+        if model in ARCHITECTURES and not kwargs:
+            return model
+    shown = model if len(model) <= 80 and model.isprintable() else repr(model[:80])
+    raise VtcavError(f"{where}: the sidecar names the model {shown}, which is not one of vtcav's own "
+                     f"models; refusing to run code named by a file that came with the weights. "
+                     f"Give --model yourself, or pass --trust-checkpoint if you trust its source")
+
+
 def read_class_names(path: str | Path) -> list[str]:
     """A names file: one class name a line (blank lines ignored)."""
     path = Path(path)

@@ -71,9 +71,32 @@ def spec_from_dict(record: dict, where: str) -> InputSpec:
         for key in ("mean", "std"):
             if key in record:
                 fields[key] = tuple(float(v) for v in record[key])
-        return InputSpec(size=size, **fields)
-    except (TypeError, ValueError, IndexError) as err:
+        spec = InputSpec(size=size, **fields)
+    except (TypeError, ValueError, IndexError, OverflowError) as err:
         raise VtcavError(f"{where}: bad input spec ({err})") from None
+    problem = spec_problem(spec)
+    if problem:
+        raise VtcavError(f"{where}: bad input spec ({problem})")
+    return spec
+
+
+def spec_problem(spec: InputSpec) -> str:
+    """What makes ``spec`` unusable ('' if nothing): a zero or non-finite std divides the
+    clip into NaN, which the model then turns into NaN activations with exit 0."""
+    import math
+
+    from ..files import check_memory
+    from ..parsing import MAX_SIDE
+
+    if not all(math.isfinite(v) for v in (*spec.mean, *spec.std)):
+        return f"mean {list(spec.mean)} and std {list(spec.std)} must be finite numbers"
+    if min(spec.std) <= 0:
+        return f"std {list(spec.std)} must be positive (it divides the pixels)"
+    if not 1 <= spec.frames <= 10_000 or not all(1 <= side <= MAX_SIDE for side in spec.size):
+        return f"{spec.frames} frames of {spec.size[0]}x{spec.size[1]}: frames 1-10000, sides 1-{MAX_SIDE}"
+    check_memory(spec.frames * spec.size[0] * spec.size[1] * 3 * 4 * 4, f"input of {spec.frames} frames of "
+                                                                           f"{spec.size[0]}x{spec.size[1]}")
+    return ""
 
 
 def input_spec(base: InputSpec, sidecar: dict, overrides: dict) -> InputSpec:
@@ -88,6 +111,9 @@ def input_spec(base: InputSpec, sidecar: dict, overrides: dict) -> InputSpec:
             if len(value) != 3:
                 raise UsageError(f"--{key} needs three numbers (R,G,B in [0, 1] units), got {len(value)}")
             spec = replace(spec, **{key: tuple(float(v) for v in value)})
+    problem = spec_problem(spec)
+    if problem:
+        raise UsageError(f"input spec: {problem}")
     return spec
 
 

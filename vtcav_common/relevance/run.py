@@ -14,7 +14,7 @@ import torch
 
 from .. import h5io, messages, overlay
 from ..errors import UsageError
-from ..files import display_name
+from ..files import check_output, display_name
 from ..models.base import LoadedModel, preprocess
 from ..models.layers import model_device
 from ..records import filter_manifest, json_line, looks_like_manifest, read_manifest
@@ -88,6 +88,9 @@ def explain_videos(loaded: LoadedModel, videos: list[VideoItem], output: str | P
     target_index = None if options.target is None else loaded.class_index(str(options.target))
     for video in videos:           # refuse missing or unreadable files before writing anything
         probe(video.path)
+        if options.pictures:       # and pictures that would replace an input (the video itself)
+            for suffix in ("png", options.picture_format):
+                check_output(Path(options.pictures) / f"{picture_stem(video.video_id)}.{suffix}")
     boxes = None
     if options.gt:
         boxes = read_moving_boxes(options.gt, {v.video_id for v in videos})

@@ -36,10 +36,26 @@ def check_scores(located: Iterable[tuple[str, dict]], name: str, allow_mixed_run
             raise VtcavError(f"{where}: not a vt-score record (lacks {', '.join(missing)})")
         if record["kind"] not in KINDS:
             raise VtcavError(f"{where}: unknown kind '{record['kind']}' (expected {', '.join(KINDS)})")
-        for field in ("score", "magnitude"):
+        for field, (low, high) in (("score", (0.0, 1.0)), ("magnitude", (-math.inf, math.inf))):
             value = record[field]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise VtcavError(f"{where}: '{field}' is not a finite number ({value!r})")
+            if not low <= value <= high:   # a score is a fraction of the inputs
+                raise VtcavError(f"{where}: '{field}' {value!r} is outside [{low:g}, {high:g}]")
+        for field in ("cav_accuracy", "n_inputs", "replicate"):   # optional, but numbers when there
+            value = record.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise VtcavError(f"{where}: '{field}' is not a finite number ({str(value)[:40]!r})")
+        if record.get("cav_accuracy", 0) is None:
+            raise VtcavError(f"{where}: 'cav_accuracy' is null")
+        for field in RUN_FIELDS:   # identities of runs: plain values, compared and hashed
+            value = record.get(field)
+            if value is not None and not isinstance(value, (str, int, float)):
+                raise VtcavError(f"{where}: '{field}' must be a string, not {type(value).__name__}")
+        for field in ("target", "layer", "concept", "against"):
+            if not isinstance(record[field], str):
+                raise VtcavError(f"{where}: '{field}' must be a string, not {type(record[field]).__name__}")
         derivatives = record.get("derivatives")
         if derivatives is not None:
             if (not isinstance(derivatives, list) or not all(
@@ -65,4 +81,6 @@ def check_scores(located: Iterable[tuple[str, dict]], name: str, allow_mixed_run
         raise VtcavError(f"{name}: no score records")
     if not any(r["kind"] == "null" for r in records):
         raise VtcavError(f"{name}: no null (random-vs-random) scores to test against")
+    if all(r["kind"] == "null" for r in records):
+        raise VtcavError(f"{name}: only null (random-vs-random) scores: no concept to test")
     return records

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -235,7 +236,10 @@ def _fit_files(files: list[Embeddings], output, layers, concepts, relative, rela
     linalg = choose_linalg(options.device)
     provenance = {key: first.provenance.get(key) for key in MODEL_KEYS}
     provenance.update(layers=chosen, classifier=options.classifier, seed=options.seed,
-                      sources=[emb.path for emb in files], source_runs=[emb.run_id for emb in files],
+                      # file names, not the paths as typed: `acts.h5`, `./acts.h5`, its absolute path or a link
+                      # give the same bytes and run id (the run ids identify the sources)
+                      sources=[Path(os.path.realpath(emb.path)).name for emb in files],
+                      source_runs=[emb.run_id for emb in files],
                       concepts=concept_names, randoms=randoms, relative=[list(p) for p in relative],
                       null_partners=min(options.null_partners, len(randoms) - 1))
     if options.skip_nonfinite:
