@@ -134,7 +134,8 @@ def write_embeddings(path, sets, layers=("a", "b"), model=MODEL, target=None, se
                 if grads is not None:
                     h5io.dataset(group, f"grads/{layer}", grads[layer])
         for layer in layers:
-            handle.create_group(f"layers/{layer}").attrs["shape"] = list(sets[next(iter(sets))][1][layer].shape[1:])
+            group = handle.create_group(f"layers/{layer}")
+            group.attrs.update(name=layer, shape=list(sets[next(iter(sets))][1][layer].shape[1:]))
 
 
 @pytest.fixture(scope="module")
