@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, WEIGHTS, run_cli
+from conftest import REPO, WEIGHTS, run_cmd
 
 SLURM = REPO / "shell" / "slurm"
 TIMEOUT = 900
@@ -83,7 +83,7 @@ def _logs(out: Path) -> str:
 
 def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
     world = tmp_path / "world"
-    run_cli("vt-synth", world, "--train-per-class", "1", "--test-per-class", "2", "--seed", "5", check=True)
+    run_cmd("vt-synth", world, "--train-per-class", "1", "--test-per-class", "2", "--seed", "5", check=True)
     labels, out = world / "labels.jsonl", tmp_path / "run"
     started = time.monotonic()
     jobs = _submit(cluster, labels, out, "detect merge-detections embed-grads merge-grads")
@@ -94,10 +94,10 @@ def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
 
     # the unsharded runs, the same settings
     whole = tmp_path / "whole.jsonl"
-    run_cli("vt-detect", "-q", "--model", WEIGHTS / "detector.pt", labels, "-o", whole, check=True)
+    run_cmd("vt-detect", "-q", "--model", WEIGHTS / "detector.pt", labels, "-o", whole, check=True)
     assert (out / "detections.jsonl").read_bytes() == whole.read_bytes()
     grads = tmp_path / "grads.h5"
-    run_cli("vt-embed", "-q", "--model", "vtcav_common.models.tiny:motion_c3d", "--weights", WEIGHTS / "classifier.pt",
+    run_cmd("vt-embed", "-q", "--model", "vtcav_common.models.tiny:motion_c3d", "--weights", WEIGHTS / "classifier.pt",
             "--layers", "block1,block2,block3", "--seed", "0", labels, "--label", "right", "--split", "test",
             "--target", "right", "--batch-size", "1", "-o", grads, check=True)
     merged, merged_prov = _arrays(out / "grads.h5")
