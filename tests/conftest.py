@@ -27,7 +27,7 @@ from inprocess import run_cmd
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "weights"
 
-__all__ = ["REPO", "WEIGHTS", "ctrl_c_reaches_the_child", "run_cli", "run_cmd"]
+__all__ = ["REPO", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd"]
 
 # ultralytics must not touch the network or the home directory, in tests as in use.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -57,6 +57,19 @@ def run_cli(*args: str, input: str | None = None, check: bool = False, cwd: str 
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(rest)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def h5_arrays(path: str | Path) -> tuple[dict, dict]:
+    """Every dataset of an HDF5 file by its path in the file, and the file's provenance."""
+    import json
+
+    import h5py
+
+    found: dict = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+        return found, json.loads(handle.attrs["provenance"])
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import WEIGHTS, run_cmd
+from conftest import WEIGHTS, h5_arrays, run_cmd
 
 from vtcav_common.errors import UsageError
 from vtcav_common.shard import parse_shard
@@ -96,14 +96,6 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
 
 
 # --------------------------------------------------------------------------- embeddings
-def _arrays(path: Path) -> tuple[dict, dict]:
-    found: dict = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-        return found, json.loads(handle.attrs["provenance"])
-
-
 @pytest.fixture(scope="module")
 def embedded(world, tmp_path_factory) -> Path:
     """Two clip sets, embedded whole and as 3 shards (batches of 2)."""
@@ -123,8 +115,8 @@ def test_embedding_shards_merge_to_the_unsharded_arrays(embedded, copy):
     merged = out / f"merged{int(copy)}.h5"
     run_cmd("vt-merge", *(["--copy"] if copy else []), merged, out / "part1.h5", out / "part0.h5", out / "part2.h5",
             check=True)
-    whole, whole_prov = _arrays(out / "whole.h5")
-    joined, joined_prov = _arrays(merged)
+    whole, whole_prov = h5_arrays(out / "whole.h5")
+    joined, joined_prov = h5_arrays(merged)
     assert joined.keys() == whole.keys()
     for name in whole:
         assert np.array_equal(joined[name], whole[name]), name       # bit for bit: whole batches per shard
@@ -150,8 +142,8 @@ def test_one_run_over_clips_and_videos_shards_and_merges(embedded, world, tmp_pa
         run_cmd(*embed, "--shard", f"{k}/2", "-o", tmp_path / f"part{k}.h5", check=True)
     run_cmd("vt-merge", "--copy", "-o", tmp_path / "merged.h5", tmp_path / "part1.h5", tmp_path / "part0.h5",
             check=True)
-    whole, whole_prov = _arrays(tmp_path / "whole.h5")
-    joined, joined_prov = _arrays(tmp_path / "merged.h5")
+    whole, whole_prov = h5_arrays(tmp_path / "whole.h5")
+    joined, joined_prov = h5_arrays(tmp_path / "merged.h5")
     assert joined.keys() == whole.keys() and all(np.array_equal(joined[n], whole[n]) for n in whole)
     assert "sets/inputs/grads/block3" in whole and "sets/random_00/grads/block3" not in whole
     joined_prov.pop("merged_from")
@@ -163,7 +155,7 @@ def test_a_moved_merge_reads_its_shards_and_a_lost_shard_reads_nan(embedded, tmp
     for name in ("part0.h5", "part1.h5", "part2.h5"):
         (tmp_path / name).write_bytes((out / name).read_bytes())
     run_cmd("vt-merge", "-q", tmp_path / "v.h5", *(tmp_path / f"part{k}.h5" for k in range(3)), check=True)
-    whole, _ = _arrays(out / "whole.h5")
+    whole, _ = h5_arrays(out / "whole.h5")
     with h5py.File(tmp_path / "v.h5", "r") as handle:          # read from another working directory
         assert np.array_equal(handle["sets/random_01/grads/block1"][()], whole["sets/random_01/grads/block1"])
     (tmp_path / "part1.h5").unlink()
@@ -201,8 +193,8 @@ def test_vt_merge_imports_no_torch(embedded, tmp_path):
 
 # --------------------------------------------------------------------------- the other sharded commands
 def _same_file(whole: Path, merged: Path) -> None:
-    a, a_prov = _arrays(whole)
-    b, b_prov = _arrays(merged)
+    a, a_prov = h5_arrays(whole)
+    b, b_prov = h5_arrays(merged)
     assert a.keys() == b.keys()
     for name in a:
         assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
