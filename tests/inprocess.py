@@ -237,12 +237,13 @@ def _logging(out, err):
     saved = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
     outs = {id(s) for s in (sys.stdout, sys.__stdout__) if s is not None}
     errs = {id(s) for s in (sys.stderr, sys.__stderr__) if s is not None}
-    streams = []
-    for lg in loggers:
-        for handler in lg.handlers:
-            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in outs | errs:
-                streams.append((handler, handler.stream))
-                handler.stream = out if id(handler.stream) in outs else err
+    # Every stream handler's stream is put back afterwards (a command may re-point handlers,
+    # as vt-detect does ultralytics': pytest's own capture handlers must not follow).
+    streams = [(handler, handler.stream) for lg in loggers for handler in lg.handlers
+               if isinstance(handler, logging.StreamHandler)]
+    for handler, stream in streams:
+        if id(stream) in outs | errs:
+            handler.stream = out if id(stream) in outs else err
     disable = logging.root.manager.disable
     try:
         yield
