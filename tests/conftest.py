@@ -1,4 +1,16 @@
-"""Shared fixtures: a tiny synthetic world, and a way to run the commands as a user does."""
+"""Shared fixtures, each defined once: the synthetic worlds and tiny models a test session
+builds once and shares, and the two ways to run a command.
+
+Running commands: ``run_cmd`` (tests/inprocess.py) runs a vt-* command inside the test
+process and returns what ``subprocess.run`` would (exit status, stdout, stderr); use it
+unless the process itself is under test. ``run_cli`` starts the installed console script
+as a real process: keep it for signals, exit by a signal, import cost and start-up,
+closed standard streams, resource limits, and commands run verbatim through a shell.
+
+Session artefacts (worlds, weights, clip files) live in pytest's temporary folder and are
+shared by every test that asks for them: read them, never write into them (write into
+``tmp_path``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from inprocess import run_cmd
+
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "weights"
+
+__all__ = ["REPO", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd"]
 
 # ultralytics must not touch the network or the home directory, in tests as in use.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -30,20 +46,138 @@ def ctrl_c_reaches_the_child() -> None:
 
 
 def run_cli(*args: str, input: str | None = None, check: bool = False, cwd: str | Path | None = None,
-            ) -> subprocess.CompletedProcess:
-    """Run a vt-* command (as installed console script) and capture its output."""
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a vt-* command as a new process (the installed console script) and capture its
+    output; ``env``: variables set on top of this process's. Only where the process is under
+    test; otherwise :func:`run_cmd`, which takes the same arguments."""
     tool, rest = args[0], [str(a) for a in args[1:]]
     exe = Path(sys.executable).parent / tool
     result = subprocess.run([str(exe), *rest], input=input, capture_output=True, text=True, cwd=cwd,
-                            env={**os.environ})
+                            env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(rest)} exited {result.returncode}:\n{result.stderr}")
     return result
 
 
+def h5_arrays(path: str | Path) -> tuple[dict, dict]:
+    """Every dataset of an HDF5 file by its path in the file, and the file's provenance."""
+    import json
+
+    import h5py
+
+    found: dict = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+        return found, json.loads(handle.attrs["provenance"])
+
+
+@pytest.fixture
+def cmd():
+    """:func:`run_cmd` as a fixture: ``cmd("vt-stats", path, "-q").stdout``."""
+    return run_cmd
+
+
+# --------------------------------------------------------------------------- worlds
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> Path:
+def make_world(tmp_path_factory):
+    """``make_world(seed, train, test, classes=None) -> Path``: a vt-synth world, built once per
+    session for each setting and shared (read-only) by every test that asks for the same one."""
+    built: dict[tuple, Path] = {}
+
+    def make(seed: int, train: int, test: int, classes: str | None = None) -> Path:
+        key = (seed, train, test, classes)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"world_seed{seed}_{train}_{test}")
+            run_cmd("vt-synth", out, "--train-per-class", train, "--test-per-class", test, "--seed", seed, "-q",
+                    *(["--classes", classes] if classes else []), check=True)
+            built[key] = out
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_world(make_world) -> Path:
     """A small motion world: 3 training and 2 held-out videos per class."""
-    out = tmp_path_factory.mktemp("world")
-    run_cli("vt-synth", out, "--train-per-class", "3", "--test-per-class", "2", "--seed", "7", check=True)
-    return out
+    return make_world(seed=7, train=3, test=2)
+
+
+# --------------------------------------------------------------------------- tiny models and clips
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (small tensors: threads cost more than they give)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_weights(tmp_path_factory):
+    """``make_tiny_weights(seed) -> Path``: a state dict of the tiny classifier's architecture
+    with random weights and non-trivial BatchNorm statistics (eval mode must be used), one
+    file per seed for the session. Load with ``motion_c3d().load_state_dict(torch.load(p))``."""
+    built: dict[int, Path] = {}
+
+    def make(seed: int) -> Path:
+        if seed not in built:
+            import torch
+            from torch import nn
+
+            from vtcav_common.models.tiny import motion_c3d
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = motion_c3d()
+                for module in model.modules():
+                    if isinstance(module, nn.BatchNorm3d):
+                        module.running_mean.uniform_(-0.2, 0.2)
+                        module.running_var.uniform_(0.5, 1.5)
+            path = tmp_path_factory.mktemp(f"tiny_weights_seed{seed}") / "tiny.pt"
+            torch.save(model.state_dict(), path)
+            built[seed] = path
+        return built[seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(make_tiny_weights) -> Path:
+    """Random tiny-classifier weights (seed 3)."""
+    return make_tiny_weights(3)
+
+
+def _clip_file(path: Path, seed: int, frames: int, size: int, sets: tuple, id_prefix: str, track: int) -> Path:
+    """Random uint8 clips, one set per (name, role, kind, n), drawn in order from one seed."""
+    import numpy as np
+
+    from vtcav_common import clipsets
+
+    rng = np.random.default_rng(seed)
+    with clipsets.ClipSetWriter(path, clipsets.Sampling(frames=frames, size=(size, size)), "test",
+                                {"seed": seed}) as writer:
+        for name, role, kind, n in sets:
+            appender = writer.add_set(name, kind=kind, role=role)
+            appender.append(rng.integers(0, 256, (n, frames, size, size, 3), dtype=np.uint8),
+                            [f"{id_prefix}{i}" for i in range(n)],
+                            np.tile(np.arange(frames), (n, 1)), [track] * n, np.zeros((n, frames, 4)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips_file(tmp_path_factory) -> Path:
+    """Random clips of 12 frames of 48x48 (vt-embed resamples them to the model's 16 x 64 x 64):
+    'ball_right' (5 clips, a concept) and 'random_0' (3, a random set)."""
+    return _clip_file(tmp_path_factory.mktemp("clips") / "clips.h5", 1, 12, 48,
+                      (("ball_right", "concept", "spatiotemporal", 5), ("random_0", "random", "random", 3)), "vid", 1)
+
+
+@pytest.fixture(scope="session")
+def small_clips_file(tmp_path_factory) -> Path:
+    """Random clips of 8 frames of 32x32, untracked: 'ball' (3 clips, a concept) and
+    'random_0' (2, a random set); vt-embed resamples them to each model's input."""
+    return _clip_file(tmp_path_factory.mktemp("small_clips") / "clips.h5", 0, 8, 32,
+                      (("ball", "concept", "spatiotemporal", 3), ("random_0", "random", "random", 2)), "v", -1)

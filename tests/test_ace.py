@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import WEIGHTS, run_cli
+from conftest import WEIGHTS, run_cmd
 from vtcav_common import clipsets
 from vtcav_common.ace.store import read_rows, source_mask
 from vtcav_common.ace.supervoxels import SegmentParams, segment_volume, video_candidates
 from vtcav_common.models.base import temporal_indices
-from vtcav_common.synth import generate_world, render_video
+from vtcav_common.synth import render_video
 
 SEED = 7
 TARGET = "right"   # the class of the segmentation tests (the pipeline's is chosen from the classifier)
@@ -31,7 +31,7 @@ TEST_OFFSET = 10_000  # synth.generate_world numbers held-out videos from here
 
 
 def ace(*args, **kwargs):
-    return run_cli("vt-ace", *args, **kwargs)
+    return run_cmd("vt-ace", *args, **kwargs)
 
 
 def model_args() -> list[str]:
@@ -124,13 +124,12 @@ def class_and_layer(fill: int = 117) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> dict[str, Path]:
+def pipeline(tmp_path_factory, make_world) -> dict[str, Path]:
     """A world, its candidates, random sets, discovered concepts, ranking and faithfulness."""
     needs_classifier()
     target, layer = class_and_layer()
     root = tmp_path_factory.mktemp("ace")
-    world = root / "world"
-    generate_world(world, seed=SEED, train_per_class=4, test_per_class=3)
+    world = make_world(seed=SEED, train=4, test=3)
     labels = world / "labels.jsonl"
     paths = {"target": target, "layer": layer, "root": root, "world": world, "labels": labels,
              "candidates": root / "cand.h5", "random": root / "random.h5", "concepts": root / "concepts.h5",
@@ -138,7 +137,7 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
              "table": root / "faith.md",
              "sheets": root / "sheets"}
     ace("supervoxels", labels, "--label", target, "--split", "train", "-o", paths["candidates"], check=True)
-    run_cli("vt-concepts", "random", "--videos", labels, "--split", "train", "-R", "6", "--clips-per-set", "20",
+    run_cmd("vt-concepts", "random", "--videos", labels, "--split", "train", "-R", "6", "--clips-per-set", "20",
             "-o", paths["random"], "--seed", "1", check=True)
     result = ace("discover", paths["candidates"], "--random", paths["random"], "--videos", labels,
                  "--target", target, "--layer", layer, "--k", "8", "--min-members", "4", "--max-members", "30",
@@ -204,8 +203,8 @@ def test_ball_concept_ranks_above_the_background(pipeline):
 def test_ranking_files_continue_with_the_tcav_tools(pipeline):
     """The kept work files are ordinary vt-cav / vt-embed files: vt-score and vt-stats read them."""
     work = pipeline["work"]
-    scores = run_cli("vt-score", work / "cavs.h5", work / "grads.h5", check=True).stdout
-    stats = run_cli("vt-stats", "-", input=scores, check=True).stdout
+    scores = run_cmd("vt-score", work / "cavs.h5", work / "grads.h5", check=True).stdout
+    stats = run_cmd("vt-stats", "-", input=scores, check=True).stdout
     concepts = {json.loads(line)["concept"] for line in stats.splitlines() if line.strip()}
     assert {r["concept"] for r in read_jsonl(pipeline["ranking"])} <= concepts
 

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import typer.main
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cmd
 
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats", "vt_explain",
          "vt_ace", "vt_detect_import", "vt_report", "vt_merge")
@@ -85,15 +85,15 @@ def test_old_spellings_are_hidden_from_help_but_accepted():
 
 def test_hidden_alias_gives_the_same_output(tiny_world, tmp_path):
     args = ["random", "--videos", tiny_world / "labels.jsonl", "--sets", "2", "--clips-per-set", "2", "-q"]
-    run_cli("vt-concepts", *args, "--out", tmp_path / "old.h5", "--stride", "1", check=True)
-    run_cli("vt-concepts", *args, "--output", tmp_path / "new.h5", check=True)
+    run_cmd("vt-concepts", *args, "--out", tmp_path / "old.h5", "--stride", "1", check=True)
+    run_cmd("vt-concepts", *args, "--output", tmp_path / "new.h5", check=True)
     assert (tmp_path / "old.h5").read_bytes() == (tmp_path / "new.h5").read_bytes()
-    shown = run_cli("vt-concepts", "random", "--help", check=True).stdout
+    shown = run_cmd("vt-concepts", "random", "--help", check=True).stdout
     assert "--output" in shown and not re.search(r"--out\b(?!put)", shown)
 
 
 def test_bad_option_value_is_one_usage_line():
-    result = run_cli("vt-synth", "/nonexistent/w", "--size", "40x48")
+    result = run_cmd("vt-synth", "/nonexistent/w", "--size", "40x48")
     assert result.returncode == 2
     assert result.stderr.strip() == "vt-synth: error: --size 40x48: this frame is square; give one number"
 
@@ -215,8 +215,8 @@ def test_warnings_summary_comes_before_the_error_line():
 
 @pytest.mark.parametrize("tool", [t.replace("_", "-") for t in TOOLS if t != "vt_detect_import"])
 def test_every_command_has_version_and_help(tool):
-    assert run_cli(tool, "--version", check=True).stdout.startswith("vtcav ")
-    assert "Examples" in run_cli(tool, "--help", check=True).stdout
+    assert run_cmd(tool, "--version", check=True).stdout.startswith("vtcav ")
+    assert "Examples" in run_cmd(tool, "--help", check=True).stdout
 
 
 def test_no_progress_line_after_the_error_line():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cmd
 from vtcav_common import clipsets, records
 from vtcav_common.clipsets import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DetectionFilter, VideoCatalog, context_window, load_tracks,
@@ -18,7 +18,7 @@ DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
 def concepts(*args, **kwargs):
-    return run_cli("vt-concepts", *args, **kwargs)
+    return run_cmd("vt-concepts", *args, **kwargs)
 
 
 def manifest_labels(world: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import WEIGHTS, run_cli
+from conftest import WEIGHTS, run_cmd
 from vtcav_common import detect
 from vtcav_common.errors import UsageError, VtcavError
 from vtcav_common.records import Detection, parse_detection, read_detections, read_manifest
@@ -51,7 +51,7 @@ def assert_failed_cleanly(result, name: str, out: Path | None = None, sentinel: 
 @pytest.fixture(scope="module")
 def world_detections(tiny_world, tmp_path_factory) -> list:
     out = tmp_path_factory.mktemp("detect") / "detections.jsonl"
-    run_cli("vt-detect", "--model", DETECTOR, tiny_world / "labels.jsonl", "-o", out, "-q", check=True)
+    run_cmd("vt-detect", "--model", DETECTOR, tiny_world / "labels.jsonl", "-o", out, "-q", check=True)
     return records_of(out.read_text())
 
 
@@ -113,7 +113,7 @@ def test_few_false_detections(tiny_world, world_detections):
 # --------------------------------------------------------------------------- options
 def test_stride_and_class_filter(tiny_world):
     video = tiny_world / "videos" / "test_left_10000.mp4"
-    result = run_cli("vt-detect", "-m", DETECTOR, video, "--stride", "3", "--classes", "ball", check=True)
+    result = run_cmd("vt-detect", "-m", DETECTOR, video, "--stride", "3", "--classes", "ball", check=True)
     records = records_of(result.stdout)
     assert records and all(d.frame % 3 == 0 for d in records)
     assert {d.class_name for d in records} == {"ball"}
@@ -123,21 +123,21 @@ def test_stride_and_class_filter(tiny_world):
 
 def test_no_tracker_and_botsort_and_batch_size(tiny_world):
     folder = tiny_world / "videos"
-    plain = records_of(run_cli("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--tracker", "none",
+    plain = records_of(run_cmd("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--tracker", "none",
                                check=True).stdout)
     assert plain and all(d.track_id is None for d in plain)
-    botsort = records_of(run_cli("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--tracker",
+    botsort = records_of(run_cmd("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--tracker",
                                  "botsort", check=True).stdout)
     assert botsort and all(d.track_id is not None for d in botsort)
     # Batching changes how frames reach the detector, not what the tracker sees.
-    one = run_cli("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--batch", "1", check=True).stdout
-    many = run_cli("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--batch", "7", check=True).stdout
+    one = run_cmd("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--batch", "1", check=True).stdout
+    many = run_cmd("vt-detect", "-m", DETECTOR, folder / "test_up_10000.mp4", "--batch", "7", check=True).stdout
     assert one == many
 
 
 def test_folder_input_and_determinism(tiny_world, world_detections):
-    first = run_cli("vt-detect", "-m", DETECTOR, tiny_world / "videos", "-q", check=True).stdout
-    again = run_cli("vt-detect", "-m", DETECTOR, tiny_world / "videos", "-q", check=True).stdout
+    first = run_cmd("vt-detect", "-m", DETECTOR, tiny_world / "videos", "-q", check=True).stdout
+    again = run_cmd("vt-detect", "-m", DETECTOR, tiny_world / "videos", "-q", check=True).stdout
     assert first == again
     from_folder = records_of(first)
     # Same videos, same detections whether named by a manifest or found in a folder.
@@ -145,9 +145,9 @@ def test_folder_input_and_determinism(tiny_world, world_detections):
 
 
 def test_help_and_version():
-    text = " ".join(run_cli("vt-detect", "--help", check=True).stdout.split())  # undo rich's wrapping
+    text = " ".join(run_cmd("vt-detect", "--help", check=True).stdout.split())  # undo rich's wrapping
     assert "labels.jsonl | vt-concepts spatiotemporal -" in text and "--allow-empty" in text
-    assert run_cli("vt-detect", "--version", check=True).stdout.startswith("vtcav ")
+    assert run_cmd("vt-detect", "--version", check=True).stdout.startswith("vtcav ")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -162,15 +162,15 @@ def test_bad_videos_fail_with_one_line(tiny_world, tmp_path, sentinel):
     for bad in (tmp_path / "missing.mp4", corrupt, empty):
         if sentinel is not None:
             out.write_text(sentinel)
-        result = run_cli("vt-detect", "-m", DETECTOR, good, bad, "-o", out)
+        result = run_cmd("vt-detect", "-m", DETECTOR, good, bad, "-o", out)
         assert_failed_cleanly(result, bad.name, out, sentinel)
 
 
 def test_video_without_detections(tiny_world, grey_video, tmp_path):
     good = tiny_world / "videos" / "test_left_10000.mp4"
     out = tmp_path / "out.jsonl"
-    assert_failed_cleanly(run_cli("vt-detect", "-m", DETECTOR, good, grey_video, "-o", out), "grey.mp4", out)
-    tolerated = run_cli("vt-detect", "-m", DETECTOR, good, grey_video, "-o", out, "--allow-empty")
+    assert_failed_cleanly(run_cmd("vt-detect", "-m", DETECTOR, good, grey_video, "-o", out), "grey.mp4", out)
+    tolerated = run_cmd("vt-detect", "-m", DETECTOR, good, grey_video, "-o", out, "--allow-empty")
     assert tolerated.returncode == 0, tolerated.stderr
     assert "grey.mp4: no detections" in tolerated.stderr
     assert {d.video_id for d in records_of(out.read_text())} == {"test_left_10000"}
@@ -179,16 +179,16 @@ def test_video_without_detections(tiny_world, grey_video, tmp_path):
 def test_unknown_class_and_bad_weights(tiny_world, tmp_path):
     good = tiny_world / "videos" / "test_left_10000.mp4"
     out = tmp_path / "out.jsonl"
-    unknown = run_cli("vt-detect", "-m", DETECTOR, good, "--classes", "ball,racket", "-o", out)
+    unknown = run_cmd("vt-detect", "-m", DETECTOR, good, "--classes", "ball,racket", "-o", out)
     assert unknown.returncode == 2
     assert_failed_cleanly(unknown, "racket", out)
     assert "ball, square, triangle" in unknown.stderr  # the names the model knows
     missing = tmp_path / "nothing.pt"
-    assert_failed_cleanly(run_cli("vt-detect", "-m", missing, good, "-o", out), "nothing.pt", out)
+    assert_failed_cleanly(run_cmd("vt-detect", "-m", missing, good, "-o", out), "nothing.pt", out)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    assert_failed_cleanly(run_cli("vt-detect", "-m", garbage, good, "-o", out), "garbage.pt", out)
-    assert run_cli("vt-detect", "-m", DETECTOR, good, "--tracker", "sort").returncode == 2
+    assert_failed_cleanly(run_cmd("vt-detect", "-m", garbage, good, "-o", out), "garbage.pt", out)
+    assert run_cmd("vt-detect", "-m", DETECTOR, good, "--tracker", "sort").returncode == 2
 
 
 # --------------------------------------------------------------------------- library

@@ -10,10 +10,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from conftest import run_cli
-from vtcav_common import clipsets, h5io, embed as embed_module
+from conftest import run_cli, run_cmd
+from vtcav_common import h5io, embed as embed_module
 from vtcav_common.embed import BatchResult, InputBatch, InputSet, _cast, embed, h5_name
 from vtcav_common.errors import VtcavError
 from vtcav_common.models import load_model
@@ -24,61 +23,7 @@ TINY = "vtcav_common.models.tiny:motion_c3d"
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(3)
-    model = motion_c3d()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):  # non-trivial statistics: eval mode must be used
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(model.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def clips_file(tmp_path_factory) -> Path:
-    """Sets of 5 and 3 clips of 12 frames of 48x48 (resampled to the model's 16 x 64 x 64)."""
-    path = tmp_path_factory.mktemp("clips") / "clips.h5"
-    rng = np.random.default_rng(1)
-    sampling = clipsets.Sampling(frames=12, size=(48, 48))
-    with clipsets.ClipSetWriter(path, sampling, "test", {"seed": 1}) as writer:
-        for name, role, kind, n in (("ball_right", "concept", "spatiotemporal", 5),
-                                    ("random_0", "random", "random", 3)):
-            appender = writer.add_set(name, kind=kind, role=role)
-            appender.append(rng.integers(0, 256, (n, 12, 48, 48, 3), dtype=np.uint8), [f"vid{i}" for i in range(n)],
-                            np.tile(np.arange(12), (n, 1)), [1] * n, np.zeros((n, 12, 4)))
-    return path
-
-
-def run_inprocess(*args: str, stdout: list | None = None) -> tuple[int, str]:
-    """vt-embed in this process (fast: no interpreter start-up); returns (exit status, stderr)."""
-    import contextlib
-    import io
-    import sys
-
-    from tools import vt_embed
-
-    stderr, captured = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["vt-embed", *map(str, args)]
-    try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(captured):
-            vt_embed.main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        sys.argv = argv
-    if stdout is not None:
-        stdout.append(captured.getvalue())
-    return code, stderr.getvalue()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(weights: Path, clips: np.ndarray, k: int):
@@ -96,7 +41,7 @@ def _reference(weights: Path, clips: np.ndarray, k: int):
 
 def test_activations_and_gradients_are_exact(tiny_weights, clips_file, tmp_path):
     out = tmp_path / "acts.h5"
-    run_cli("vt-embed", clips_file, "--model", TINY, "--weights", tiny_weights, "--layers", "block2,block3",
+    run_cmd("vt-embed", clips_file, "--model", TINY, "--weights", tiny_weights, "--layers", "block2,block3",
             "--target", "right", "--dtype", "float32", "--batch-size", "2", "-o", out, "-q", check=True)
     with h5py.File(clips_file) as handle:
         clips = handle["concepts/ball_right/clips"][()]
@@ -122,18 +67,18 @@ def test_activations_and_gradients_are_exact(tiny_weights, clips_file, tmp_path)
 
 def test_float16_storage_and_no_gradients_without_target(tiny_weights, clips_file, tmp_path):
     out = tmp_path / "acts16.h5"
-    code, err = run_inprocess(clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights,
-                              "--layers", "block1", "-o", out, "-q")
-    assert code == 0, err
+    r = run_cmd("vt-embed", clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights,
+                "--layers", "block1", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
     with h5py.File(out) as handle:
         group = handle["sets/random_0"]
         assert list(handle["sets"]) == ["random_0"]
         assert group["acts/block1"].dtype == np.float16 and "grads" not in group
         assert json.loads(handle.attrs["provenance"])["target"] is None
     out = tmp_path / "grads16.h5"
-    code, err = run_inprocess(clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights,
-                              "--layers", "block1", "--target", "0", "--grad-dtype", "float16", "-o", out, "-q")
-    assert code == 0, err
+    r = run_cmd("vt-embed", clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights,
+                "--layers", "block1", "--target", "0", "--grad-dtype", "float16", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
     with h5py.File(out) as handle:
         assert handle["sets/random_0/grads/block1"].dtype == np.float16
 
@@ -141,9 +86,9 @@ def test_float16_storage_and_no_gradients_without_target(tiny_weights, clips_fil
 def test_same_inputs_same_bytes(tiny_weights, clips_file, tmp_path):
     outs = [tmp_path / "a.h5", tmp_path / "b.h5"]
     for out in outs:
-        code, err = run_inprocess(clips_file, "--model", TINY, "--weights", tiny_weights, "--layers", "block3",
-                                  "--target", "up", "--batch-size", "2", "--seed", "5", "-o", out, "-q")
-        assert code == 0, err
+        r = run_cmd("vt-embed", clips_file, "--model", TINY, "--weights", tiny_weights, "--layers", "block3",
+                    "--target", "up", "--batch-size", "2", "--seed", "5", "-o", out, "-q")
+        assert r.returncode == 0, r.stderr
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
@@ -158,9 +103,9 @@ def test_same_inputs_same_bytes(tiny_weights, clips_file, tmp_path):
 def test_usage_errors(tiny_weights, clips_file, tmp_path, args, code, message):
     out = tmp_path / "never.h5"
     base = ["--layers", "block3"] if "--layers" not in args else []
-    status, stderr = run_inprocess(clips_file, "--model", TINY, "--weights", tiny_weights, *base, *args, "-o", out)
-    assert status == code, stderr
-    assert message in stderr and len(stderr.strip().splitlines()) == 1
+    r = run_cmd("vt-embed", clips_file, "--model", TINY, "--weights", tiny_weights, *base, *args, "-o", out)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".never.h5*"))
 
 
@@ -174,7 +119,7 @@ def test_errors_from_the_installed_command(tiny_weights, clips_file, tmp_path):
 
 def test_manifest_inputs_with_filters(tiny_weights, tiny_world, tmp_path):
     out = tmp_path / "videos.h5"
-    run_cli("vt-embed", tiny_world / "labels.jsonl", "--label", "right", "--label", "left", "--split", "test",
+    run_cmd("vt-embed", tiny_world / "labels.jsonl", "--label", "right", "--label", "left", "--split", "test",
             "--model", TINY, "--weights", tiny_weights, "--layers", "block3", "--target", "right",
             "--name", "test_lr", "-o", out, "-q", check=True)
     with h5py.File(out) as handle:
@@ -192,7 +137,7 @@ def test_sidecar_names_the_model(tiny_weights, tiny_world, tmp_path):
     from conftest import WEIGHTS
 
     out = tmp_path / "clf.h5"
-    run_cli("vt-embed", tiny_world / "labels.jsonl", "--split", "test", "--weights", WEIGHTS / "classifier.pt",
+    run_cmd("vt-embed", tiny_world / "labels.jsonl", "--split", "test", "--weights", WEIGHTS / "classifier.pt",
             "--layers", "block3", "-o", out, "-q", check=True)
     with h5py.File(out) as handle:
         assert json.loads(handle.attrs["provenance"])["model"]["arch"] == TINY
@@ -201,7 +146,7 @@ def test_sidecar_names_the_model(tiny_weights, tiny_world, tmp_path):
 def test_layer_names_with_slashes_are_escaped(tmp_path, clips_file, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
     out = tmp_path / "toy.h5"
-    run_cli("vt-embed", clips_file, "--set", "random_0", "--model", "test_models:channels_last_toy",
+    run_cmd("vt-embed", clips_file, "--set", "random_0", "--model", "test_models:channels_last_toy",
             "--layers", "odd/name,mix", "--target", "b", "-o", out, "-q", check=True)
     with h5py.File(out) as handle:
         escaped = h5_name("odd/name")
@@ -249,12 +194,13 @@ def test_writer_holds_one_batch_at_a_time(tiny_weights, tmp_path, monkeypatch):
 
 
 def test_list_layers_needs_no_inputs_and_output_must_be_given(tiny_weights):
-    code, err = run_inprocess("--model", TINY, "--weights", tiny_weights, "--layers", "block3")
-    assert code == 2 and "give INPUTS and -o OUTPUT.h5" in err
-    out: list = []
-    assert run_inprocess("--help", stdout=out)[0] == 0
-    assert "Examples" in out[-1] and "--list-layers" in out[-1]
-    assert run_inprocess("--version", stdout=out)[0] == 0 and out[-1].startswith("vtcav ")
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", tiny_weights, "--layers", "block3")
+    assert r.returncode == 2 and "give INPUTS and -o OUTPUT.h5" in r.stderr
+    r = run_cmd("vt-embed", "--help")
+    assert r.returncode == 0
+    assert "Examples" in r.stdout and "--list-layers" in r.stdout
+    r = run_cmd("vt-embed", "--version")
+    assert r.returncode == 0 and r.stdout.startswith("vtcav ")
 
 
 def test_half_precision_forward_matches_fp32_and_is_recorded(tiny_weights, clips_file, tmp_path):
@@ -263,10 +209,10 @@ def test_half_precision_forward_matches_fp32_and_is_recorded(tiny_weights, clips
     outputs = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / f"{precision}.h5"
-        code, err = run_inprocess(str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
-                                  "block2", "--target", "right", "--precision", precision, "--dtype", "float32",
-                                  "-o", str(out), "-q")
-        assert code == 0, err
+        r = run_cmd("vt-embed", str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
+                    "block2", "--target", "right", "--precision", precision, "--dtype", "float32",
+                    "-o", str(out), "-q")
+        assert r.returncode == 0, r.stderr
         with h5io.open_file(out, "embeddings") as handle:
             assert h5io.provenance(handle)["precision"] == precision
             outputs[precision] = (handle["sets/ball_right/acts/block2"][()], handle["sets/ball_right/grads/block2"][()])
@@ -274,16 +220,16 @@ def test_half_precision_forward_matches_fp32_and_is_recorded(tiny_weights, clips
         assert half.dtype == np.float32
         relative = np.linalg.norm(half - full) / np.linalg.norm(full)
         assert 0 < relative < 0.05     # different (it really ran in bf16), but close
-    code, err = run_inprocess(str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
-                              "block2", "--precision", "fp8", "-o", str(tmp_path / "x.h5"))
-    assert code == 2 and "--precision must be one of" in err
+    r = run_cmd("vt-embed", str(clips_file), "--model", TINY, "--weights", str(tiny_weights), "--layers",
+                "block2", "--precision", "fp8", "-o", str(tmp_path / "x.h5"))
+    assert r.returncode == 2 and "--precision must be one of" in r.stderr
 
 
 def test_without_layers_the_usual_layers_are_used_and_named(tiny_weights, clips_file, tmp_path):
     out = tmp_path / "usual.h5"
-    code, err = run_inprocess(clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights, "-o", out)
-    assert code == 0, err
-    assert "no --layers: the model's usual layers block1,block2,block3" in err
+    r = run_cmd("vt-embed", clips_file, "--set", "random_0", "--model", TINY, "--weights", tiny_weights, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "no --layers: the model's usual layers block1,block2,block3" in r.stderr
     with h5py.File(out) as handle:
         assert json.loads(handle.attrs["provenance"])["layers"] == ["block1", "block2", "block3"]
 
@@ -294,12 +240,12 @@ def test_one_run_over_clips_and_videos_with_grad_set(tiny_weights, clips_file, t
     common = ["--model", TINY, "--weights", tiny_weights, "--layers", "block2,block3", "--batch-size", "2", "-q"]
     videos = [tiny_world / "labels.jsonl", "--label", "right", "--split", "test"]
     one = tmp_path / "one.h5"
-    code, err = run_inprocess(clips_file, *videos, *common, "--target", "right", "--grad-set", "inp*", "-o", one)
-    assert code == 0, err
-    code, err = run_inprocess(clips_file, *common, "-o", tmp_path / "acts.h5")
-    assert code == 0, err
-    code, err = run_inprocess(*videos, *common, "--target", "right", "-o", tmp_path / "grads.h5")
-    assert code == 0, err
+    r = run_cmd("vt-embed", clips_file, *videos, *common, "--target", "right", "--grad-set", "inp*", "-o", one)
+    assert r.returncode == 0, r.stderr
+    r = run_cmd("vt-embed", clips_file, *common, "-o", tmp_path / "acts.h5")
+    assert r.returncode == 0, r.stderr
+    r = run_cmd("vt-embed", *videos, *common, "--target", "right", "-o", tmp_path / "grads.h5")
+    assert r.returncode == 0, r.stderr
     with h5py.File(one) as both, h5py.File(tmp_path / "acts.h5") as acts, h5py.File(tmp_path / "grads.h5") as grads:
         assert list(both["sets"]) == ["ball_right", "random_0", "inputs"]
         assert "grads" not in both["sets/ball_right"] and "grads" not in both["sets/random_0"]
@@ -308,8 +254,8 @@ def test_one_run_over_clips_and_videos_with_grad_set(tiny_weights, clips_file, t
                 np.testing.assert_array_equal(both[name][()], alone[name][()])
         provenance = json.loads(both.attrs["provenance"])
         assert provenance["grad_sets"] == ["inputs"] and provenance["inputs"] == "clips.h5, labels.jsonl"
-    code, err = run_inprocess(clips_file, *common, "--grad-set", "inputs", "-o", tmp_path / "x.h5")
-    assert code == 2 and "give --target" in err
-    code, err = run_inprocess(clips_file, *videos, *common, "--target", "right", "--grad-set", "nope",
-                              "-o", tmp_path / "x.h5")
-    assert code == 2 and "no set matches 'nope'" in err and not (tmp_path / "x.h5").exists()
+    r = run_cmd("vt-embed", clips_file, *common, "--grad-set", "inputs", "-o", tmp_path / "x.h5")
+    assert r.returncode == 2 and "give --target" in r.stderr
+    r = run_cmd("vt-embed", clips_file, *videos, *common, "--target", "right", "--grad-set", "nope",
+                "-o", tmp_path / "x.h5")
+    assert r.returncode == 2 and "no set matches 'nope'" in r.stderr and not (tmp_path / "x.h5").exists()

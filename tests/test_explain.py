@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import WEIGHTS, run_cli
+from conftest import WEIGHTS, run_cmd
 from vtcav_common import h5io
 from vtcav_common.models.base import InputSpec, LoadedModel, preprocess
 from vtcav_common.records import read_jsonl
@@ -142,24 +141,13 @@ def test_box_mask_uses_pixel_centres():
 
 
 # --------------------------------------------------------------------------- the command
-def _run_in_process(monkeypatch, capsys, *args):
-    """vt-explain as the console script runs it, without paying for a new interpreter."""
-    from tools import vt_explain
-
-    monkeypatch.setattr(sys, "argv", ["vt-explain", *map(str, args)])
-    with pytest.raises(SystemExit) as exited:
-        vt_explain.main()
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
 @pytest.fixture(scope="module")
 def explained(tiny_world, tmp_path_factory):
     """Grad-CAM with the selective map on the held-out videos, moving pixels from the true boxes."""
     if not CLASSIFIER.exists():
         pytest.skip("weights/classifier.pt not trained yet")
     out = tmp_path_factory.mktemp("explain")
-    result = run_cli("vt-explain", tiny_world / "labels.jsonl", "--split", "test", "--model", FACTORY,
+    result = run_cmd("vt-explain", tiny_world / "labels.jsonl", "--split", "test", "--model", FACTORY,
                      "--weights", CLASSIFIER, "--layer", "block1", "--selective", "1",
                      "--gt", tiny_world / "gt.jsonl", "-o", out / "maps.h5", "--pictures", out / "pics", check=True)
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -214,52 +202,48 @@ def test_gradcam_localises_the_moving_object(explained, tiny_world):
 
 
 @needs_weights
-def test_selective_share_exceeds_plain_share(tiny_world, tmp_path, monkeypatch, capsys):
+def test_selective_share_exceeds_plain_share(tiny_world, tmp_path):
     # Moving pixels from frame differences (the default); input gradients carry static relevance
     # (texture, distractors) that the selective filter removes.
-    code, out, err = _run_in_process(monkeypatch, capsys, tiny_world / "labels.jsonl", "--split", "test",
-                                     "--model", FACTORY, "--weights", CLASSIFIER, "--method", "gradient",
-                                     "--selective", "1", "-q")
-    assert code == 0, err
-    records = [json.loads(line) for line in out.splitlines()]
+    result = run_cmd("vt-explain", tiny_world / "labels.jsonl", "--split", "test", "--model", FACTORY,
+                     "--weights", CLASSIFIER, "--method", "gradient", "--selective", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
     plain = np.mean([r["motion_share"]["plain"] for r in records])
     selective = np.mean([r["motion_share"]["selective"] for r in records])
     assert selective > plain + 0.1, (plain, selective)
 
 
 @needs_weights
-def test_same_inputs_same_bytes(tiny_world, tmp_path, monkeypatch, capsys):
+def test_same_inputs_same_bytes(tiny_world, tmp_path):
     video = tiny_world / "videos" / "test_up_10000.mp4"
     for name in ("a", "b"):
-        code, _, err = _run_in_process(monkeypatch, capsys, video, "--model", FACTORY, "--weights", CLASSIFIER,
-                                       "--selective", "0.5", "-o", tmp_path / f"{name}.h5",
-                                       "--pictures", tmp_path / name, "-q")
-        assert code == 0, err
+        result = run_cmd("vt-explain", video, "--model", FACTORY, "--weights", CLASSIFIER, "--selective", "0.5",
+                         "-o", tmp_path / f"{name}.h5", "--pictures", tmp_path / name, "-q")
+        assert result.returncode == 0, result.stderr
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
     assert (tmp_path / "a" / "test_up_10000.png").read_bytes() == (tmp_path / "b" / "test_up_10000.png").read_bytes()
 
 
 @pytest.mark.parametrize("option, value, named",
                          [("--layer", "block9", "block9"), ("--target", "sideways", "sideways")])
-def test_bad_layer_or_class_is_a_usage_error_with_no_output(tiny_world, tmp_path, monkeypatch, capsys,
-                                                            option, value, named):
-    code, out, err = _run_in_process(monkeypatch, capsys, tiny_world / "labels.jsonl", "--model", FACTORY,
-                                     option, value, "-o", tmp_path / "maps.h5", "--pictures", tmp_path / "pics")
-    errors = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert code == 2 and out == ""
+def test_bad_layer_or_class_is_a_usage_error_with_no_output(tiny_world, tmp_path, option, value, named):
+    result = run_cmd("vt-explain", tiny_world / "labels.jsonl", "--model", FACTORY, option, value,
+                     "-o", tmp_path / "maps.h5", "--pictures", tmp_path / "pics")
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert result.returncode == 2 and result.stdout == ""
     assert len(errors) == 1 and errors[0].startswith("vt-explain: error:") and named in errors[0]
-    assert "Traceback" not in err
+    assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
 
 
-def test_corrupt_video_is_a_one_line_error_naming_the_file(tiny_world, tmp_path, monkeypatch, capsys):
+def test_corrupt_video_is_a_one_line_error_naming_the_file(tiny_world, tmp_path):
     corrupt = tmp_path / "broken.mp4"
     corrupt.write_bytes((tiny_world / "videos" / "test_up_10000.mp4").read_bytes()[:2000])
     good = tiny_world / "videos" / "test_left_10000.mp4"
-    code, out, err = _run_in_process(monkeypatch, capsys, good, corrupt, "--model", FACTORY,
-                                     "-o", tmp_path / "maps.h5")
-    errors = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert code == 1 and out == ""                        # checked before any video is explained
+    result = run_cmd("vt-explain", good, corrupt, "--model", FACTORY, "-o", tmp_path / "maps.h5")
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert result.returncode == 1 and result.stdout == ""       # checked before any video is explained
     assert len(errors) == 1 and str(corrupt) in errors[0] and errors[0].startswith("vt-explain: error:")
     assert not (tmp_path / "maps.h5").exists()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cmd
 
 SIZE = 64     # vt-synth's frame side
 FPS = 10.0    # vt-synth's frame rate
@@ -19,11 +19,8 @@ CLASSES = ["ball", "square", "triangle"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("import_world")
-    run_cli("vt-synth", out, "--train-per-class", "1", "--test-per-class", "0", "--classes", "left,right",
-            "--seed", "3", check=True)
-    return out
+def world(make_world) -> Path:
+    return make_world(seed=3, train=1, test=0, classes="left,right")
 
 
 def truth(world: Path) -> list[dict]:
@@ -65,7 +62,7 @@ def test_mot_gt_round_trip(world, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("\n".join(CLASSES) + "\n")   # MOT class 1 = line 1
     gt_files = sorted(str(p) for p in tmp_path.glob("*/gt/gt.txt"))
-    result = run_cli("vt-detect", "import", "mot", *gt_files, "--videos", world / "videos", "--class-names", names)
+    result = run_cmd("vt-detect", "import", "mot", *gt_files, "--videos", world / "videos", "--class-names", names)
     assert_same_tracks(world, imported(result))
 
 
@@ -74,7 +71,7 @@ def test_mot_det_without_ids_is_auto_detected(world, tmp_path):
     x1, y1, x2, y2 = row["box"]
     det = tmp_path / "det.txt"
     det.write_text(f"1,-1,{x1},{y1},{x2 - x1},{y2 - y1},0.8,-1,-1,-1\n3,-1,-10,-10,20,20,0.4,-1,-1,-1\n")
-    result = run_cli("vt-detect", "import", det, "--video", world / row["video"], "--min-conf", "0.5")
+    result = run_cmd("vt-detect", "import", det, "--video", world / row["video"], "--min-conf", "0.5")
     records = list(imported(result).values())
     assert len(records) == 1
     assert records[0]["track_id"] is None and records[0]["conf"] == 0.8 and records[0]["frame"] == 0
@@ -100,7 +97,7 @@ def test_tao_and_youtube_vis(world, tmp_path):
     tao.write_text(json.dumps({"videos": [{"id": v, "name": f"val/{n}"} for v, n in enumerate(videos)],
                                "images": images, "annotations": annotations, "categories": categories,
                                "tracks": []}))
-    assert_same_tracks(world, imported(run_cli("vt-detect", "import", tao, "--videos", world / "videos")))
+    assert_same_tracks(world, imported(run_cmd("vt-detect", "import", tao, "--videos", world / "videos")))
     # YouTube-VIS: one annotation per track, a box (or null) per frame
     tracks = defaultdict(lambda: [None] * 20)
     for r in rows:
@@ -113,7 +110,7 @@ def test_tao_and_youtube_vis(world, tmp_path):
         "annotations": [{"id": track, "video_id": videos.index(video_id), "category_id": cls + 1, "bboxes": boxes}
                         for (video_id, track, cls), boxes in tracks.items()],
         "categories": categories}))
-    got = imported(run_cli("vt-detect", "import", "coco", vis, "--videos", world / "labels.jsonl"))
+    got = imported(run_cmd("vt-detect", "import", "coco", vis, "--videos", world / "labels.jsonl"))
     # YouTube-VIS numbers tracks by annotation id; here those are the true ids within each video
     assert_same_tracks(world, got)
 
@@ -131,13 +128,13 @@ def test_yolo_save_txt(world, tmp_path):
         (labels / name).write_text("\n".join(lines) + "\n")
     data = tmp_path / "data.yaml"
     data.write_text("names:\n  0: ball\n  1: square\n  2: triangle\n")
-    result = run_cli("vt-detect", "import", tmp_path / "track", "--videos", world / "videos",
+    result = run_cmd("vt-detect", "import", tmp_path / "track", "--videos", world / "videos",
                      "--class-names", data, "-o", tmp_path / "dets.jsonl")
     assert result.returncode == 0, result.stderr
     got = {key(r): r for r in map(json.loads, (tmp_path / "dets.jsonl").read_text().splitlines())}
     assert_same_tracks(world, got)
     # the import feeds vt-concepts as vt-detect's own records do
-    clips = run_cli("vt-concepts", "spatiotemporal", tmp_path / "dets.jsonl", "--videos", world / "labels.jsonl",
+    clips = run_cmd("vt-concepts", "spatiotemporal", tmp_path / "dets.jsonl", "--videos", world / "labels.jsonl",
                     "--class", "ball", "--frames", "8", "--size", "32", "-o", tmp_path / "c.h5")
     assert clips.returncode == 0, clips.stderr
 
@@ -146,13 +143,13 @@ def test_missing_video_is_one_line_error(world, tmp_path):
     det = tmp_path / "lonely" / "det" / "det.txt"
     det.parent.mkdir(parents=True)
     det.write_text("1,-1,1,1,5,5,0.9,-1,-1,-1\n")
-    result = run_cli("vt-detect", "import", "mot", det)
+    result = run_cmd("vt-detect", "import", "mot", det)
     assert result.returncode == 1
     assert result.stderr.startswith("vt-detect import: error: ") and "no video found for 'lonely'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad.txt"
     bad.write_text("1,2,three,4,5,6\n")
-    result = run_cli("vt-detect", "import", "mot", bad, "--video", world / "videos" / "train_left_0000.mp4")
+    result = run_cmd("vt-detect", "import", "mot", bad, "--video", world / "videos" / "train_left_0000.mp4")
     assert result.returncode == 1 and f"{bad}:1: not a MOT row" in result.stderr
 
 
@@ -160,17 +157,17 @@ def test_mmaction_list_to_manifest(world, tmp_path):
     (tmp_path / "label_map.txt").write_text("left\nright\n")
     lst = tmp_path / "world_val_list_videos.txt"
     lst.write_text("train_left_0000.mp4 0\ntrain_right_0000.mp4 1\n")
-    result = run_cli("vt-detect", "import", "mmaction", lst, "--class-names", tmp_path / "label_map.txt",
+    result = run_cmd("vt-detect", "import", "mmaction", lst, "--class-names", tmp_path / "label_map.txt",
                      "--data-prefix", world / "videos", "-o", tmp_path / "labels.jsonl")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert [(r["video_id"], r["label"], r["split"]) for r in records] == [
         ("train_left_0000", "left", "val"), ("train_right_0000", "right", "val")]
     # the manifest works where vt-synth's does
-    clips = run_cli("vt-concepts", "random", "--videos", tmp_path / "labels.jsonl", "--sets", "1",
+    clips = run_cmd("vt-concepts", "random", "--videos", tmp_path / "labels.jsonl", "--sets", "1",
                     "--clips-per-set", "2", "--frames", "4", "--size", "16", "-o", tmp_path / "r.h5")
     assert clips.returncode == 0, clips.stderr
     lst.write_text("train_left_0000.mp4 5\n")
-    bad = run_cli("vt-detect", "import", "mmaction", lst, "--class-names", tmp_path / "label_map.txt",
+    bad = run_cmd("vt-detect", "import", "mmaction", lst, "--class-names", tmp_path / "label_map.txt",
                   "--data-prefix", world / "videos")
     assert bad.returncode == 1 and "class index 5 outside the 2 class names" in bad.stderr

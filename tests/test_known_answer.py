@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import WEIGHTS, run_cli
+from conftest import WEIGHTS, run_cmd
 
 LAYERS = ["block1", "block2", "block3"]
 DEEPEST = LAYERS[-1]
@@ -35,15 +35,14 @@ MODEL = "vtcav_common.models.tiny:motion_c3d"
 
 
 def _run(*args, **kwargs):
-    return run_cli(*args, check=True, **kwargs)
+    return run_cmd(*args, check=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def world_and_concepts(tmp_path_factory):
+def world_and_concepts(tmp_path_factory, make_world):
     """World -> vt-detect | vt-concepts (a pipe) -> concept and random clip sets."""
     out = tmp_path_factory.mktemp("known_answer")
-    world = out / "world"
-    _run("vt-synth", world, "--seed", "3", "--train-per-class", "16", "--test-per-class", str(TEST_PER_CLASS))
+    world = make_world(seed=3, train=16, test=TEST_PER_CLASS)
     labels = world / "labels.jsonl"
     detections = _run("vt-detect", "--model", WEIGHTS / "detector.pt", labels).stdout
     common = ["--videos", labels, "--split", "train", "--frames", "16", "--size", "64", "--seed", "0",

@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("mmaction", reason="mmaction2 extra not installed")
 
-from conftest import run_cli  # noqa: E402
+from conftest import run_cmd  # noqa: E402
 from vtcav_common.errors import UsageError, VtcavError  # noqa: E402
 from vtcav_common.models import mmaction_source as mm  # noqa: E402
 from vtcav_common.models.base import LayerRecorder  # noqa: E402
@@ -229,7 +229,7 @@ def test_normalisation_overrides_and_provenance(swin_checkpoint):
 # ----------------------------------------------------------------------------- through the CLI
 
 def test_vt_embed_lists_the_layers_of_an_mmaction_model(swin_checkpoint):
-    result = run_cli("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", swin_checkpoint[0],
+    result = run_cmd("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", swin_checkpoint[0],
                      "--list-layers", "--all", "--frames", str(FRAMES), "--size", str(SIZE))
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if not line.startswith("#")}
@@ -243,6 +243,6 @@ def test_vt_embed_lists_the_layers_of_an_mmaction_model(swin_checkpoint):
 def test_vt_embed_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     checkpoint = tmp_path / "other.pth"
     torch.save({"state_dict": {"cls_head.fc_cls.weight": torch.zeros(400, 2048)}}, checkpoint)
-    result = run_cli("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", checkpoint, "--list-layers")
+    result = run_cmd("vt-embed", "--model", f"mmaction:{SWIN_T}", "--weights", checkpoint, "--list-layers")
     assert result.returncode == 1
     assert "other.pth: checkpoint does not fit" in result.stderr and "Traceback" not in result.stderr

@@ -12,9 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import WEIGHTS, run_cli
-from test_embed import run_inprocess
-from vtcav_common import clipsets
+from conftest import WEIGHTS, run_cmd
 from vtcav_common.models import load_model
 from vtcav_common.models.base import LayerRecorder, preprocess
 from vtcav_common.models.layers import default_layers, describe_layers
@@ -37,24 +35,7 @@ ZOO = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def clips_file(tmp_path_factory):
-    """Two small random clip sets (8 frames of 32x32); vt-embed resamples them to each model's input."""
-    path = tmp_path_factory.mktemp("clips") / "clips.h5"
-    rng = np.random.default_rng(0)
-    sampling = clipsets.Sampling(frames=8, size=(32, 32))
-    with clipsets.ClipSetWriter(path, sampling, "test", {"seed": 0}) as writer:
-        for name, role, kind in (("ball", "concept", "spatiotemporal"), ("random_0", "random", "random")):
-            appender = writer.add_set(name, kind=kind, role=role)
-            n = 3 if role == "concept" else 2
-            appender.append(rng.integers(0, 256, (n, 8, 32, 32, 3), dtype=np.uint8), [f"v{i}" for i in range(n)],
-                            np.tile(np.arange(8), (n, 1)), [-1] * n, np.zeros((n, 8, 4)))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_zoo_model(arch: str, frames: int, size: int, num_classes: int = 5) -> nn.Module:
@@ -68,13 +49,13 @@ def _random_zoo_model(arch: str, frames: int, size: int, num_classes: int = 5) -
 
 
 @pytest.mark.parametrize("arch", list(ZOO))
-def test_torchvision_architecture_through_the_cli(arch, clips_file, tmp_path):
+def test_torchvision_architecture_through_the_cli(arch, small_clips_file, tmp_path):
     frames, size, layers, deep_axis = ZOO[arch]
     weights = tmp_path / f"{arch}.pth"
     torch.save(_random_zoo_model(arch, frames, size).state_dict(), weights)
     size_args = [] if arch.startswith("mvit") else ["--frames", frames, "--size", size]  # MViT: from the checkpoint
     out = tmp_path / "acts.h5"
-    run_cli("vt-embed", clips_file, "--set", "ball", "--model", arch, "--weights", weights, *size_args,
+    run_cmd("vt-embed", small_clips_file, "--set", "ball", "--model", arch, "--weights", weights, *size_args,
             "--layers", layers, "--target", "class_1", "--batch-size", "3", "-o", out, "-q", check=True)
     with h5py.File(out) as handle:
         provenance = json.loads(handle.attrs["provenance"])
@@ -113,7 +94,7 @@ def test_default_input_specs_come_from_torchvision_metadata(tmp_path):
 def test_wrong_architecture_is_refused_naming_the_keys(tmp_path):
     weights = tmp_path / "r3d.pth"
     torch.save(_random_zoo_model("r3d_18", 4, 32).state_dict(), weights)
-    result = run_cli("vt-embed", "--model", "mc3_18", "--weights", weights, "--list-layers")
+    result = run_cmd("vt-embed", "--model", "mc3_18", "--weights", weights, "--list-layers")
     assert result.returncode == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in result.stderr
@@ -123,24 +104,24 @@ def test_wrong_architecture_is_refused_naming_the_keys(tmp_path):
 def test_wrong_number_of_classes_is_refused(tmp_path):
     weights = tmp_path / "five.pt"
     torch.save(motion_c3d(num_classes=5).state_dict(), weights)
-    code, err = run_inprocess("--model", TINY, "--weights", weights, "--list-layers")
-    assert code == 1 and "head.weight (5, 64) vs (4, 64) expected" in err
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--list-layers")
+    assert r.returncode == 1 and "head.weight (5, 64) vs (4, 64) expected" in r.stderr
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\n")
     torch.save(motion_c3d().state_dict(), weights)
-    code, err = run_inprocess("--model", TINY, "--weights", weights, "--class-names", names, "--list-layers")
-    assert code == 1 and "3 class names, but the model" in err
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--class-names", names, "--list-layers")
+    assert r.returncode == 1 and "3 class names, but the model" in r.stderr
 
 
 def test_pickled_checkpoint_needs_trust(tmp_path):
     weights = tmp_path / "pickled.pt"
     torch.save(motion_c3d(), weights)  # a whole pickled module: arbitrary code on load
-    code, err = run_inprocess("--model", TINY, "--weights", weights, "--list-layers")
-    assert code == 1 and "arbitrary pickle" in err and "MotionC3D" in err and "--trust-checkpoint" in err
-    out: list = []
-    code, err = run_inprocess("--model", TINY, "--weights", weights, "--trust-checkpoint", "--list-layers", stdout=out)
-    assert code == 0, err
-    assert "block3" in out[-1]
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--list-layers")
+    assert (r.returncode == 1 and "arbitrary pickle" in r.stderr and "MotionC3D" in r.stderr
+            and "--trust-checkpoint" in r.stderr)
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--trust-checkpoint", "--list-layers")
+    assert r.returncode == 0, r.stderr
+    assert "block3" in r.stdout
 
 
 def test_checkpoint_wrappers_and_prefixes(tmp_path):
@@ -155,22 +136,22 @@ def test_checkpoint_wrappers_and_prefixes(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     weights = tmp_path / "junk.pth"
     weights.write_bytes(b"not a checkpoint")
-    code, err = run_inprocess("--model", "r3d_18", "--weights", weights, "--list-layers")
-    assert code == 1 and "not a readable PyTorch checkpoint" in err
+    r = run_cmd("vt-embed", "--model", "r3d_18", "--weights", weights, "--list-layers")
+    assert r.returncode == 1 and "not a readable PyTorch checkpoint" in r.stderr
 
 
-def test_unknown_model_and_missing_weights(tmp_path, clips_file):
-    code, err = run_inprocess("--model", "resnet9000", "--list-layers")
-    assert code == 2 and "unknown model 'resnet9000'" in err
-    code, err = run_inprocess(clips_file, "--model", "swin3d_t", "--layers", "features.0", "-o",
-                              tmp_path / "out.h5")
-    assert code == 2 and "never downloads" in err
-    code, err = run_inprocess("--model", "nosuchpackage.mod:factory", "--list-layers")
-    assert code == 2 and "cannot import nosuchpackage.mod" in err
+def test_unknown_model_and_missing_weights(tmp_path, small_clips_file):
+    r = run_cmd("vt-embed", "--model", "resnet9000", "--list-layers")
+    assert r.returncode == 2 and "unknown model 'resnet9000'" in r.stderr
+    r = run_cmd("vt-embed", small_clips_file, "--model", "swin3d_t", "--layers", "features.0", "-o",
+                tmp_path / "out.h5")
+    assert r.returncode == 2 and "never downloads" in r.stderr
+    r = run_cmd("vt-embed", "--model", "nosuchpackage.mod:factory", "--list-layers")
+    assert r.returncode == 2 and "cannot import nosuchpackage.mod" in r.stderr
     state = tmp_path / "state.pt"
     torch.save(motion_c3d().state_dict(), state)
-    code, err = run_inprocess("--weights", state, "--list-layers")
-    assert code == 2 and "a state dict needs --model" in err
+    r = run_cmd("vt-embed", "--weights", state, "--list-layers")
+    assert r.returncode == 2 and "a state dict needs --model" in r.stderr
 
 
 def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
@@ -194,15 +175,11 @@ def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
         load_model("mmaction:recognition/swin/some-config.py", None)
 
 
-def _tiny_with_weights(tmp_path):
-    torch.manual_seed(1)
+def _tiny_with_weights(make_tiny_weights):
+    """The tiny model with random weights and non-trivial BatchNorm statistics (eval mode matters)."""
+    weights = make_tiny_weights(1)
     model = motion_c3d().eval()
-    for module in model.modules():  # non-trivial BatchNorm statistics, so eval mode matters
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    weights = tmp_path / "tiny.pt"
-    torch.save(model.state_dict(), weights)
+    model.load_state_dict(torch.load(weights, weights_only=True))
     return model, weights
 
 
@@ -212,8 +189,8 @@ def _eager_block3(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return recorder.activations()["block3"], logits
 
 
-def test_factory_torchscript_and_export_sources_agree(tmp_path):
-    model, weights = _tiny_with_weights(tmp_path)
+def test_factory_torchscript_and_export_sources_agree(tmp_path, make_tiny_weights):
+    model, weights = _tiny_with_weights(make_tiny_weights)
     x = preprocess(np.random.default_rng(0).integers(0, 256, (2, 20, 64, 64, 3), dtype=np.uint8),
                    motion_c3d().vtcav_input_spec)
     expected_acts, expected_logits = _eager_block3(model, x)
@@ -242,9 +219,9 @@ def test_factory_torchscript_and_export_sources_agree(tmp_path):
     assert sources["script"].provenance["source"] == "torchscript"
 
 
-def test_static_batch_export_is_padded(tmp_path, clips_file):
+def test_static_batch_export_is_padded(tmp_path, small_clips_file, make_tiny_weights):
     """A program exported with a fixed batch of 4 still embeds sets of 3 and 2 clips."""
-    model, _ = _tiny_with_weights(tmp_path)
+    model, _ = _tiny_with_weights(make_tiny_weights)
     x = torch.zeros(4, 3, 16, 64, 64)
     path = tmp_path / "static.pt2"
     with warnings.catch_warnings():
@@ -253,24 +230,25 @@ def test_static_batch_export_is_padded(tmp_path, clips_file):
     loaded = load_model(str(path), None)
     assert loaded.fixed_batch == 4 and loaded.input_spec.frames == 16
     out = tmp_path / "acts.h5"
-    code, err = run_inprocess(clips_file, "--model", path, "--layers", "block3", "--target", "1", "-o", out, "-q",
-                              "--batch-size", "3")
-    assert code == 0, err
+    r = run_cmd("vt-embed", small_clips_file, "--model", path, "--layers", "block3", "--target", "1", "-o", out, "-q",
+                "--batch-size", "3")
+    assert r.returncode == 0, r.stderr
     with h5py.File(out) as handle:
         assert handle["sets/ball/acts/block3"].shape == (3, 48, 8, 16, 16)
 
 
-def test_list_layers(tmp_path):
-    _, weights = _tiny_with_weights(tmp_path)
-    out: list = []
-    assert run_inprocess("--model", TINY, "--weights", weights, "--list-layers", stdout=out)[0] == 0
-    usual = out[-1]
+def test_list_layers(make_tiny_weights):
+    _, weights = _tiny_with_weights(make_tiny_weights)
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--list-layers")
+    assert r.returncode == 0
+    usual = r.stdout
     lines = usual.strip().splitlines()
     assert lines[0].startswith("# name")
     assert [line.split()[0] for line in lines[1:]] == ["block1", "block2", "block3", "block4", "pool", "head"]
     assert "48x8x16x16" in usual
-    assert run_inprocess("--model", TINY, "--weights", weights, "--list-layers", "--all", stdout=out)[0] == 0
-    every = out[-1]
+    r = run_cmd("vt-embed", "--model", TINY, "--weights", weights, "--list-layers", "--all")
+    assert r.returncode == 0
+    every = r.stdout
     assert "block3.0" in every and "Conv3d" in every and len(every.splitlines()) > len(lines)
 
 
@@ -329,11 +307,10 @@ def test_tiny_classifier_weights_classify_a_fresh_world(tmp_path):
 
 
 def test_list_layers_from_the_architecture_alone():
-    out: list = []
-    code, err = run_inprocess("--model", "r3d_18", "--list-layers", stdout=out)
-    assert code == 0, err
-    assert "zero weights" in err and "never downloads" not in err
-    names = [line.split()[0] for line in out[-1].splitlines()[1:]]
+    r = run_cmd("vt-embed", "--model", "r3d_18", "--list-layers")
+    assert r.returncode == 0, r.stderr
+    assert "zero weights" in r.stderr and "never downloads" not in r.stderr
+    names = [line.split()[0] for line in r.stdout.splitlines()[1:]]
     assert {"stem", "layer1", "layer2.1", "layer4", "fc"} <= set(names)
 
 

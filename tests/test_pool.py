@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from test_embed import run_inprocess
+from conftest import run_cmd
 from vtcav_common import clipsets
 from vtcav_common.errors import IncompatibleError
-from vtcav_common.models.tiny import motion_c3d
 from vtcav_common.pooling import parse_pool, pool
 from vtcav_common.tcav import FitOptions, ScoreOptions, fit_cavs, score_cavs
 
@@ -29,23 +27,14 @@ TINY = "vtcav_common.models.tiny:motion_c3d"
 LAYERS = ("block2", "block3")          # C x T x H x W: 32 x 8 x 16 x 16 and 48 x 8 x 16 x 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
+def world(tmp_path_factory, make_tiny_weights) -> dict:
     """Tiny weights, a clip file (a concept and two random sets), and the unpooled embeddings."""
     folder = tmp_path_factory.mktemp("pool")
-    torch.manual_seed(5)
-    model = motion_c3d()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    weights = folder / "tiny.pt"
-    torch.save(model.state_dict(), weights)
+    weights = make_tiny_weights(5)
     clips = folder / "clips.h5"
     rng = np.random.default_rng(7)
     with clipsets.ClipSetWriter(clips, clipsets.Sampling(frames=8, size=(40, 40)), "test", {"seed": 7}) as writer:
@@ -63,10 +52,10 @@ def world(tmp_path_factory) -> dict:
 
 
 def _embed(clips: Path, weights: Path, out: Path, *extra: str) -> None:
-    code, err = run_inprocess(clips, "--model", TINY, "--weights", weights, "--layers", ",".join(LAYERS),
-                              "--target", "right", "--dtype", "float32", "--batch-size", "4", "-o", out, "-q",
-                              *extra)
-    assert code == 0, err
+    r = run_cmd("vt-embed", clips, "--model", TINY, "--weights", weights, "--layers", ",".join(LAYERS),
+                "--target", "right", "--dtype", "float32", "--batch-size", "4", "-o", out, "-q",
+                *extra)
+    assert r.returncode == 0, r.stderr
 
 
 def _arrays(path: Path, what: str, layer: str, set_name: str = "ball") -> np.ndarray:
@@ -141,15 +130,15 @@ def test_pooled_and_unpooled_files_are_refused_together(world):
 @pytest.mark.parametrize("spec, message", [("2x4", "--pool takes TxHxW"), ("0x1x1", "--pool takes TxHxW"),
                                            ("sideways", "--pool takes TxHxW")])
 def test_bad_pool_specs_are_usage_errors(world, spec, message):
-    code, err = run_inprocess(world["clips"], "--model", TINY, "--weights", world["weights"], "--layers", "block3",
-                              "--pool", spec, "-o", world["folder"] / "never.h5")
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    r = run_cmd("vt-embed", world["clips"], "--model", TINY, "--weights", world["weights"], "--layers", "block3",
+                "--pool", spec, "-o", world["folder"] / "never.h5")
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_layer_without_a_grid_is_refused(world):
-    code, err = run_inprocess(world["clips"], "--model", TINY, "--weights", world["weights"], "--layers",
-                              "block3,head", "--pool", "time", "-o", world["folder"] / "never.h5")
-    assert code == 2 and "layer head gives 4 per clip" in err
+    r = run_cmd("vt-embed", world["clips"], "--model", TINY, "--weights", world["weights"], "--layers",
+                "block3,head", "--pool", "time", "-o", world["folder"] / "never.h5")
+    assert r.returncode == 2 and "layer head gives 4 per clip" in r.stderr
     assert not (world["folder"] / "never.h5").exists()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ctrl_c_reaches_the_child, run_cli
+from conftest import ctrl_c_reaches_the_child, run_cmd
 from vtcav_common import files, records
 from vtcav_common.errors import UsageError, VtcavError
 
@@ -71,11 +71,11 @@ def test_signal_mid_write_cleans_up_and_keeps_the_earlier_output(tiny_world, tmp
 def test_stale_temporaries_of_dead_runs_are_removed_by_the_next_write(scores, tmp_path):
     out = tmp_path / "stats.jsonl"
     dead = tmp_path / ".stats.jsonl.vtcav-999999.tmp.jsonl"       # a run killed with SIGKILL
-    alive = tmp_path / f".stats.jsonl.vtcav-{os.getpid()}.tmp.jsonl"  # a run still writing
+    alive = tmp_path / f".stats.jsonl.vtcav-{os.getppid()}.tmp.jsonl"  # a run still writing (a live process)
     other = tmp_path / ".other.jsonl.vtcav-999999.tmp.jsonl"      # another output's
     for path in (dead, alive, other):
         path.write_text("half")
-    result = run_cli("vt-stats", scores, "-o", out, "-q")
+    result = run_cmd("vt-stats", scores, "-o", out, "-q")
     assert result.returncode == 0, result.stderr
     assert out.exists() and not dead.exists()
     assert alive.exists() and other.exists()
@@ -99,7 +99,7 @@ def _device(path: Path, minor: int) -> None:
 def test_output_to_a_character_device_writes_into_it(scores, tmp_path):
     null = tmp_path / "null"
     _device(null, 3)
-    result = run_cli("vt-stats", scores, "-o", null, "-q")
+    result = run_cmd("vt-stats", scores, "-o", null, "-q")
     assert result.returncode == 0, result.stderr
     assert stat.S_ISCHR(null.stat().st_mode), "the device was replaced by a regular file"
     assert _temps(tmp_path) == []
@@ -108,7 +108,7 @@ def test_output_to_a_character_device_writes_into_it(scores, tmp_path):
 def test_a_full_device_is_one_error_and_stays_a_device(scores, tmp_path):
     full = tmp_path / "full"
     _device(full, 7)
-    result = run_cli("vt-stats", scores, "-o", full, "-q")
+    result = run_cmd("vt-stats", scores, "-o", full, "-q")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"vt-stats: error: {full}: cannot write (No space left on device)"]
     assert stat.S_ISCHR(full.stat().st_mode)
@@ -120,7 +120,7 @@ def test_output_to_a_fifo_is_written_into(scores, tmp_path):
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
     reader.start()
-    result = run_cli("vt-stats", scores, "-o", fifo, "-q")
+    result = run_cmd("vt-stats", scores, "-o", fifo, "-q")
     reader.join(timeout=60)
     assert result.returncode == 0, result.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
@@ -133,7 +133,7 @@ def test_a_symbolic_link_is_followed_and_its_target_replaced(scores, tmp_path):
     target.write_text("old\n")
     link = tmp_path / "link.jsonl"
     link.symlink_to(target)
-    result = run_cli("vt-stats", scores, "-o", link, "-q")
+    result = run_cmd("vt-stats", scores, "-o", link, "-q")
     assert result.returncode == 0, result.stderr
     assert link.is_symlink() and link.resolve() == target
     assert json.loads(target.read_text().splitlines()[0])["concept"] == "ball"
@@ -149,7 +149,7 @@ def test_output_that_is_an_input_is_refused_before_any_work(scores, tmp_path, sp
         out.symlink_to(scores)
     if spelling == "hardlink":
         os.link(scores, out)
-    result = run_cli("vt-stats", scores, "-o", out, "-q")
+    result = run_cmd("vt-stats", scores, "-o", out, "-q")
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"vt-stats: error: {out}: the output is also an input")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cmd
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(name)), None)
@@ -46,7 +46,7 @@ def run_dir(tmp_path):
 
 
 def make_report(run_dir, *extra):
-    return run_cli("vt-report", run_dir / "stats.jsonl", "--figure", run_dir / "tcav.png",
+    return run_cmd("vt-report", run_dir / "stats.jsonl", "--figure", run_dir / "tcav.png",
                    "--review", run_dir / "review", "-o", run_dir / "out" / "report.html", *extra)
 
 
@@ -70,13 +70,13 @@ def test_report_html_and_markdown(run_dir):
 
 def test_report_bad_input(run_dir):
     (run_dir / "scores.jsonl").write_text('{"target": "right", "layer": "block1", "score": 0.5}\n')
-    result = run_cli("vt-report", run_dir / "scores.jsonl", "-o", run_dir / "r.html")
+    result = run_cmd("vt-report", run_dir / "scores.jsonl", "-o", run_dir / "r.html")
     assert result.returncode == 1 and result.stderr.startswith("vt-report: error:")
     assert "scores.jsonl:1: not a vt-stats record" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("vt-report", run_dir / "stats.jsonl", "--figure", run_dir / "nope.png", "-o", run_dir / "r.html")
+    result = run_cmd("vt-report", run_dir / "stats.jsonl", "--figure", run_dir / "nope.png", "-o", run_dir / "r.html")
     assert result.returncode == 1 and "nope.png: no such file" in result.stderr and not (run_dir / "r.html").exists()
-    result = run_cli("vt-report", run_dir / "stats.jsonl", "-o", run_dir / "r.txt")
+    result = run_cmd("vt-report", run_dir / "stats.jsonl", "-o", run_dir / "r.txt")
     assert result.returncode == 2
 
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from conftest import run_cli
+from conftest import run_cmd
 
 
 def scores(tmp_path):
@@ -30,14 +30,14 @@ def scores(tmp_path):
 
 def test_stats_concept_pattern(tmp_path):
     path = scores(tmp_path)
-    every = run_cli("vt-stats", path, "--no-table", check=True)
-    chosen = run_cli("vt-stats", path, "--concept", "ball_*", "--no-table", check=True)
+    every = run_cmd("vt-stats", path, "--no-table", check=True)
+    chosen = run_cmd("vt-stats", path, "--concept", "ball_*", "--no-table", check=True)
     all_records = {r["concept"]: r for r in map(json.loads, every.stdout.splitlines())}
     ball = {r["concept"]: r for r in map(json.loads, chosen.stdout.splitlines())}
     assert sorted(ball) == ["ball_left", "ball_right"] and len(all_records) == 3
     assert {r["m"] for r in ball.values()} == {2}           # the family is what was chosen
     for name, record in ball.items():                       # the same test against the same null
         assert record["p"] == all_records[name]["p"] and record["null_mean"] == all_records[name]["null_mean"]
-    wrong = run_cli("vt-stats", path, "--concept", "ball?")
+    wrong = run_cmd("vt-stats", path, "--concept", "ball?")
     assert wrong.returncode == 2 and "no concept matches 'ball?'" in wrong.stderr
     assert "ball_left, ball_right, square" in wrong.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import WEIGHTS, run_cli
+from conftest import WEIGHTS, h5_arrays, run_cmd
 
 from vtcav_common.errors import UsageError
 from vtcav_common.shard import parse_shard
@@ -39,7 +39,7 @@ def test_bad_shard_values_are_usage_errors(text):
 
 
 def test_bad_shard_on_the_command_line_is_one_line_exit_2(tmp_path):
-    result = run_cli("vt-embed", *TINY, "--layers", "block1", "x.jsonl", "-o", tmp_path / "a.h5", "--shard", "3/3")
+    result = run_cmd("vt-embed", *TINY, "--layers", "block1", "x.jsonl", "-o", tmp_path / "a.h5", "--shard", "3/3")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["vt-embed: error: --shard 3/3: K must be in 0..N-1 "
                                                   "(shards are numbered from 0)"]
@@ -47,18 +47,16 @@ def test_bad_shard_on_the_command_line_is_one_line_exit_2(tmp_path):
 
 # --------------------------------------------------------------------------- detections
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("world")
-    run_cli("vt-synth", out, "-q", "--train-per-class", "2", "--test-per-class", "1", "--seed", "11", check=True)
-    return out
+def world(make_world) -> Path:
+    return make_world(seed=11, train=2, test=1)
 
 
 def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
     labels = world / "labels.jsonl"
     detector = ["--detector", str(WEIGHTS / "detector.pt")]
-    run_cli("vt-detect", "-q", *detector, labels, "-o", tmp_path / "all.jsonl", check=True)
+    run_cmd("vt-detect", "-q", *detector, labels, "-o", tmp_path / "all.jsonl", check=True)
     for k in range(3):
-        run_cli("vt-detect", "-q", *detector, labels, "--shard", f"{k}/3", "-o", tmp_path / f"d{k}.jsonl", check=True)
+        run_cmd("vt-detect", "-q", *detector, labels, "--shard", f"{k}/3", "-o", tmp_path / f"d{k}.jsonl", check=True)
     side = json.loads((tmp_path / "d1.jsonl.shard.json").read_text())
     assert side["vtcav_kind"] == "detections"
     assert (side["shard"]["index"], side["shard"]["count"], side["shard"]["items"]["videos"]) == (1, 3, [4, 8, 12])
@@ -66,56 +64,48 @@ def test_detection_shards_merge_to_the_unsharded_bytes(world, tmp_path):
     order = [json.loads(line)["video_id"] for line in labels.read_text().splitlines()]
     assert ids == set(order[4:8])                                  # the second block of the manifest's order
 
-    result = run_cli("vt-merge", "-o", tmp_path / "m.jsonl", tmp_path / "d2.jsonl", tmp_path / "d0.jsonl",
+    result = run_cmd("vt-merge", "-o", tmp_path / "m.jsonl", tmp_path / "d2.jsonl", tmp_path / "d0.jsonl",
                      tmp_path / "d1.jsonl", check=True)
     assert (tmp_path / "m.jsonl").read_bytes() == (tmp_path / "all.jsonl").read_bytes()
     assert not (tmp_path / "m.jsonl.shard.json").exists()
     assert "3 detections shards" in result.stderr
 
-    missing = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d2.jsonl")
+    missing = run_cmd("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d2.jsonl")
     assert missing.returncode == 1 and not (tmp_path / "x.jsonl").exists()
     assert missing.stderr.splitlines() == [f"vt-merge: error: {tmp_path / 'x.jsonl'}: missing shard 1/3 of 3 "
                                            f"(given: 0/3, 2/3)"]
-    twice = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d1.jsonl",
+    twice = run_cmd("vt-merge", tmp_path / "x.jsonl", tmp_path / "d0.jsonl", tmp_path / "d1.jsonl",
                     tmp_path / "d1.jsonl", tmp_path / "d2.jsonl")
     assert twice.returncode == 1 and not (tmp_path / "x.jsonl").exists()
     assert twice.stderr.splitlines() == [f"vt-merge: error: {tmp_path / 'd1.jsonl'}: shard 1/3 given twice "
                                          f"(also {tmp_path / 'd1.jsonl'})"]
-    plain = run_cli("vt-merge", tmp_path / "x.jsonl", tmp_path / "all.jsonl")
+    plain = run_cmd("vt-merge", tmp_path / "x.jsonl", tmp_path / "all.jsonl")
     assert plain.returncode == 1 and "not a shard" in plain.stderr and len(plain.stderr.splitlines()) == 1
     for form in ([tmp_path / "d0.jsonl"], ["-o", tmp_path / "d0.jsonl"]):   # the output is one of the shards
-        over = run_cli("vt-merge", *form, tmp_path / "d0.jsonl", tmp_path / "d1.jsonl", tmp_path / "d2.jsonl")
+        over = run_cmd("vt-merge", *form, tmp_path / "d0.jsonl", tmp_path / "d1.jsonl", tmp_path / "d2.jsonl")
         assert over.returncode == 2 and len(over.stderr.splitlines()) == 1, over.stderr
-    alone = run_cli("vt-merge", tmp_path / "x.jsonl")
+    alone = run_cmd("vt-merge", tmp_path / "x.jsonl")
     assert alone.returncode == 2 and "give the shard files" in alone.stderr
 
-    to_stdout = run_cli("vt-detect", *detector, labels, "--shard", "0/2")
+    to_stdout = run_cmd("vt-detect", *detector, labels, "--shard", "0/2")
     assert to_stdout.returncode == 2 and "needs -o FILE" in to_stdout.stderr
 
     # an unsharded run over a former shard's file drops its sidecar: the new file is no shard
-    run_cli("vt-detect", "-q", *detector, labels, "-o", tmp_path / "d1.jsonl", check=True)
+    run_cmd("vt-detect", "-q", *detector, labels, "-o", tmp_path / "d1.jsonl", check=True)
     assert not (tmp_path / "d1.jsonl.shard.json").exists()
 
 
 # --------------------------------------------------------------------------- embeddings
-def _arrays(path: Path) -> tuple[dict, dict]:
-    found: dict = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-        return found, json.loads(handle.attrs["provenance"])
-
-
 @pytest.fixture(scope="module")
 def embedded(world, tmp_path_factory) -> Path:
     """Two clip sets, embedded whole and as 3 shards (batches of 2)."""
     out = tmp_path_factory.mktemp("embed")
     common = ["--videos", world / "labels.jsonl", "--frames", "16", "--size", "64", "--seed", "0", "-q"]
-    run_cli("vt-concepts", "random", *common, "--sets", "2", "--clips-per-set", "5", "-o", out / "clips.h5", check=True)
+    run_cmd("vt-concepts", "random", *common, "--sets", "2", "--clips-per-set", "5", "-o", out / "clips.h5", check=True)
     embed = ["vt-embed", *TINY, "--layers", "block1,block3", "--target", "right", "--batch-size", "2", "-q"]
-    run_cli(*embed, out / "clips.h5", "-o", out / "whole.h5", check=True)
+    run_cmd(*embed, out / "clips.h5", "-o", out / "whole.h5", check=True)
     for k in range(3):
-        run_cli(*embed, out / "clips.h5", "--shard", f"{k}/3", "-o", out / f"part{k}.h5", check=True)
+        run_cmd(*embed, out / "clips.h5", "--shard", f"{k}/3", "-o", out / f"part{k}.h5", check=True)
     return out
 
 
@@ -123,10 +113,10 @@ def embedded(world, tmp_path_factory) -> Path:
 def test_embedding_shards_merge_to_the_unsharded_arrays(embedded, copy):
     out = embedded
     merged = out / f"merged{int(copy)}.h5"
-    run_cli("vt-merge", *(["--copy"] if copy else []), merged, out / "part1.h5", out / "part0.h5", out / "part2.h5",
+    run_cmd("vt-merge", *(["--copy"] if copy else []), merged, out / "part1.h5", out / "part0.h5", out / "part2.h5",
             check=True)
-    whole, whole_prov = _arrays(out / "whole.h5")
-    joined, joined_prov = _arrays(merged)
+    whole, whole_prov = h5_arrays(out / "whole.h5")
+    joined, joined_prov = h5_arrays(merged)
     assert joined.keys() == whole.keys()
     for name in whole:
         assert np.array_equal(joined[name], whole[name]), name       # bit for bit: whole batches per shard
@@ -147,13 +137,13 @@ def test_one_run_over_clips_and_videos_shards_and_merges(embedded, world, tmp_pa
     merge equals the unsharded file, gradients for the videos only."""
     embed = ["vt-embed", *TINY, "--layers", "block3", "--target", "right", "--grad-set", "inputs",
              "--batch-size", "2", "-q", embedded / "clips.h5", world / "labels.jsonl", "--split", "test"]
-    run_cli(*embed, "-o", tmp_path / "whole.h5", check=True)
+    run_cmd(*embed, "-o", tmp_path / "whole.h5", check=True)
     for k in range(2):
-        run_cli(*embed, "--shard", f"{k}/2", "-o", tmp_path / f"part{k}.h5", check=True)
-    run_cli("vt-merge", "--copy", "-o", tmp_path / "merged.h5", tmp_path / "part1.h5", tmp_path / "part0.h5",
+        run_cmd(*embed, "--shard", f"{k}/2", "-o", tmp_path / f"part{k}.h5", check=True)
+    run_cmd("vt-merge", "--copy", "-o", tmp_path / "merged.h5", tmp_path / "part1.h5", tmp_path / "part0.h5",
             check=True)
-    whole, whole_prov = _arrays(tmp_path / "whole.h5")
-    joined, joined_prov = _arrays(tmp_path / "merged.h5")
+    whole, whole_prov = h5_arrays(tmp_path / "whole.h5")
+    joined, joined_prov = h5_arrays(tmp_path / "merged.h5")
     assert joined.keys() == whole.keys() and all(np.array_equal(joined[n], whole[n]) for n in whole)
     assert "sets/inputs/grads/block3" in whole and "sets/random_00/grads/block3" not in whole
     joined_prov.pop("merged_from")
@@ -164,8 +154,8 @@ def test_a_moved_merge_reads_its_shards_and_a_lost_shard_reads_nan(embedded, tmp
     out = embedded
     for name in ("part0.h5", "part1.h5", "part2.h5"):
         (tmp_path / name).write_bytes((out / name).read_bytes())
-    run_cli("vt-merge", "-q", tmp_path / "v.h5", *(tmp_path / f"part{k}.h5" for k in range(3)), check=True)
-    whole, _ = _arrays(out / "whole.h5")
+    run_cmd("vt-merge", "-q", tmp_path / "v.h5", *(tmp_path / f"part{k}.h5" for k in range(3)), check=True)
+    whole, _ = h5_arrays(out / "whole.h5")
     with h5py.File(tmp_path / "v.h5", "r") as handle:          # read from another working directory
         assert np.array_equal(handle["sets/random_01/grads/block1"][()], whole["sets/random_01/grads/block1"])
     (tmp_path / "part1.h5").unlink()
@@ -177,18 +167,18 @@ def test_a_moved_merge_reads_its_shards_and_a_lost_shard_reads_nan(embedded, tmp
 def test_shards_of_different_runs_are_refused(embedded, world, tmp_path):
     out = embedded
     other = tmp_path / "other1.h5"
-    run_cli("vt-embed", *TINY, "--layers", "block1", "--target", "right", "--batch-size", "2", "-q",
+    run_cmd("vt-embed", *TINY, "--layers", "block1", "--target", "right", "--batch-size", "2", "-q",
             out / "clips.h5", "--shard", "1/3", "-o", other, check=True)
-    result = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", other, out / "part2.h5")
+    result = run_cmd("vt-merge", tmp_path / "x.h5", out / "part0.h5", other, out / "part2.h5")
     assert result.returncode == 1 and not (tmp_path / "x.h5").exists()
     assert result.stderr.splitlines() == [f"vt-merge: error: {other}: not a shard of the same run as "
                                           f"{out / 'part0.h5'} (differs in layers)"]
     batches = tmp_path / "b1.h5"
-    run_cli("vt-embed", *TINY, "--layers", "block1,block3", "--target", "right", "--batch-size", "1", "-q",
+    run_cmd("vt-embed", *TINY, "--layers", "block1,block3", "--target", "right", "--batch-size", "1", "-q",
             out / "clips.h5", "--shard", "1/3", "-o", batches, check=True)
-    result = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", batches, out / "part2.h5")
+    result = run_cmd("vt-merge", tmp_path / "x.h5", out / "part0.h5", batches, out / "part2.h5")
     assert result.returncode == 1 and "different --batch-size" in result.stderr
-    mixed = run_cli("vt-merge", tmp_path / "x.h5", out / "part0.h5", out / "whole.h5")
+    mixed = run_cmd("vt-merge", tmp_path / "x.h5", out / "part0.h5", out / "whole.h5")
     assert mixed.returncode == 1 and "not a shard" in mixed.stderr
 
 
@@ -203,8 +193,8 @@ def test_vt_merge_imports_no_torch(embedded, tmp_path):
 
 # --------------------------------------------------------------------------- the other sharded commands
 def _same_file(whole: Path, merged: Path) -> None:
-    a, a_prov = _arrays(whole)
-    b, b_prov = _arrays(merged)
+    a, a_prov = h5_arrays(whole)
+    b, b_prov = h5_arrays(merged)
     assert a.keys() == b.keys()
     for name in a:
         assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
@@ -228,20 +218,20 @@ COMMANDS = {
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_sharded_command_merges_to_its_unsharded_file(command, world, tmp_path):
     args = [a.format(world=world) for a in COMMANDS[command]]
-    whole = run_cli(*args, "-q", "-o", tmp_path / "whole.h5", check=True)
-    parts = [run_cli(*args, "-q", "--shard", f"{k}/2", "-o", tmp_path / f"p{k}.h5", check=True) for k in range(2)]
+    whole = run_cmd(*args, "-q", "-o", tmp_path / "whole.h5", check=True)
+    parts = [run_cmd(*args, "-q", "--shard", f"{k}/2", "-o", tmp_path / f"p{k}.h5", check=True) for k in range(2)]
     if command == "explain":    # the records on stdout: the shards' records, concatenated
         assert parts[0].stdout + parts[1].stdout == whole.stdout
-    run_cli("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "p1.h5", tmp_path / "p0.h5", check=True)
+    run_cmd("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "p1.h5", tmp_path / "p0.h5", check=True)
     _same_file(tmp_path / "whole.h5", tmp_path / "merged.h5")
 
 
 def test_ace_feature_shards_merge_to_the_unsharded_features(world, tmp_path):
-    run_cli("vt-ace", "supervoxels", world / "labels.jsonl", "--label", "left", "--resolutions", "4,8", "--frames",
+    run_cmd("vt-ace", "supervoxels", world / "labels.jsonl", "--label", "left", "--resolutions", "4,8", "--frames",
             "16", "--size", "64", "-q", "-o", tmp_path / "cand.h5", check=True)
     features = ["vt-ace", "features", tmp_path / "cand.h5", *TINY, "--layer", "block3", "--batch-size", "4", "-q"]
-    run_cli(*features, "-o", tmp_path / "whole.h5", check=True)
+    run_cmd(*features, "-o", tmp_path / "whole.h5", check=True)
     for k in range(2):
-        run_cli(*features, "--shard", f"{k}/2", "-o", tmp_path / f"f{k}.h5", check=True)
-    run_cli("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "f0.h5", tmp_path / "f1.h5", check=True)
+        run_cmd(*features, "--shard", f"{k}/2", "-o", tmp_path / f"f{k}.h5", check=True)
+    run_cmd("vt-merge", "-q", tmp_path / "merged.h5", tmp_path / "f0.h5", tmp_path / "f1.h5", check=True)
     _same_file(tmp_path / "whole.h5", tmp_path / "merged.h5")

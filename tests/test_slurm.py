@@ -7,17 +7,15 @@ apt-get, or the daemons do not come up. CI runs as root and installs it (shell/t
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from conftest import REPO, WEIGHTS, run_cli
+from conftest import REPO, WEIGHTS, h5_arrays, run_cmd
 
 SLURM = REPO / "shell" / "slurm"
 TIMEOUT = 900
@@ -68,22 +66,12 @@ def _submit(env: dict, labels: Path, out: Path, steps: str) -> list[str]:
     return [line.split()[1] for line in result.stdout.splitlines()]
 
 
-def _arrays(path: Path) -> dict:
-    found = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: found.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-        provenance = json.loads(handle.attrs["provenance"])
-    return found, provenance
-
-
 def _logs(out: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((out / "logs").glob("*.log")))
 
 
-def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
-    world = tmp_path / "world"
-    run_cli("vt-synth", world, "--train-per-class", "1", "--test-per-class", "2", "--seed", "5", check=True)
+def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, make_world, tmp_path):
+    world = make_world(seed=5, train=1, test=2)
     labels, out = world / "labels.jsonl", tmp_path / "run"
     started = time.monotonic()
     jobs = _submit(cluster, labels, out, "detect merge-detections embed-grads merge-grads")
@@ -94,14 +82,14 @@ def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
 
     # the unsharded runs, the same settings
     whole = tmp_path / "whole.jsonl"
-    run_cli("vt-detect", "-q", "--model", WEIGHTS / "detector.pt", labels, "-o", whole, check=True)
+    run_cmd("vt-detect", "-q", "--model", WEIGHTS / "detector.pt", labels, "-o", whole, check=True)
     assert (out / "detections.jsonl").read_bytes() == whole.read_bytes()
     grads = tmp_path / "grads.h5"
-    run_cli("vt-embed", "-q", "--model", "vtcav_common.models.tiny:motion_c3d", "--weights", WEIGHTS / "classifier.pt",
+    run_cmd("vt-embed", "-q", "--model", "vtcav_common.models.tiny:motion_c3d", "--weights", WEIGHTS / "classifier.pt",
             "--layers", "block1,block2,block3", "--seed", "0", labels, "--label", "right", "--split", "test",
             "--target", "right", "--batch-size", "1", "-o", grads, check=True)
-    merged, merged_prov = _arrays(out / "grads.h5")
-    single, single_prov = _arrays(grads)
+    merged, merged_prov = h5_arrays(out / "grads.h5")
+    single, single_prov = h5_arrays(grads)
     assert merged.keys() == single.keys()
     for name in single:
         assert np.array_equal(merged[name], single[name]), name
@@ -131,6 +119,6 @@ def test_two_shard_arrays_merge_to_the_unsharded_run(cluster, tmp_path):
     jobs = [line.split()[1] for line in again.stdout.splitlines()]
     assert [line.split()[0] for line in again.stdout.splitlines()] == ["embed-grads", "merge-grads", "tcav"]
     _wait(cluster, jobs, out)
-    merged, _ = _arrays(out / "grads.h5")
+    merged, _ = h5_arrays(out / "grads.h5")
     for name in single:
         assert np.array_equal(merged[name], single[name]), name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from conftest import run_cli
+from conftest import run_cmd
 from vtcav_common.stats import corrections, methods, significance_tests
 
 
@@ -123,7 +123,7 @@ def test_vt_stats_states_what_it_tested_and_marks_unreachable(tmp_path):
     records = sum((_records(layer, [1.0] * 10, null if c == "a" else [], concept=c) for layer in ("l1", "l2", "l3")
                    for c in ("a", "b", "c")), [])
     scores = _write(tmp_path / "scores.jsonl", records)
-    result = run_cli("vt-stats", scores, "--test", "ttest")
+    result = run_cmd("vt-stats", scores, "--test", "ttest")
     assert result.returncode == 0, result.stderr
     stats = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(stats) == 9
@@ -135,7 +135,7 @@ def test_vt_stats_states_what_it_tested_and_marks_unreachable(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and f"R >= {stats[0]['r_needed']}" in warnings[0] and "--test magnitude" in warnings[0]
     # the magnitude test can reach it
-    result = run_cli("vt-stats", scores, "--test", "magnitude", "--family", "layer", "-q")
+    result = run_cmd("vt-stats", scores, "--test", "magnitude", "--family", "layer", "-q")
     assert all(json.loads(line)["reachable"] for line in result.stdout.splitlines())
 
 
@@ -144,45 +144,45 @@ def test_vt_stats_refuses_duplicates_and_mixed_runs(tmp_path):
     records = _records("l1", rng.uniform(0.6, 0.9, 10), rng.uniform(0.3, 0.7, 10), run=("cavA", "gradA"))
     scores = _write(tmp_path / "scores.jsonl", records)
     doubled = _write(tmp_path / "doubled.jsonl", records + records)
-    result = run_cli("vt-stats", doubled)
+    result = run_cmd("vt-stats", doubled)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "duplicate" in result.stderr and "doubled.jsonl:21" in result.stderr
     other = _records("l1", rng.uniform(0.6, 0.9, 10), rng.uniform(0.3, 0.7, 10), run=("cavB", "gradA"))
     mixed = _write(tmp_path / "mixed.jsonl", records + other)
-    result = run_cli("vt-stats", mixed)
+    result = run_cmd("vt-stats", mixed)
     assert result.returncode == 1 and "another run" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("vt-stats", mixed, "--allow-mixed-runs", "-q")
+    result = run_cmd("vt-stats", mixed, "--allow-mixed-runs", "-q")
     assert result.returncode == 0 and json.loads(result.stdout.splitlines()[0])["R"] == 20
     # records without run ids count as one run: exact duplicates are still refused
     bare = [{k: v for k, v in r.items() if k not in ("cav_run", "gradients_run")} for r in records]
-    assert run_cli("vt-stats", _write(tmp_path / "bare.jsonl", bare + bare[:1])).returncode == 1
-    assert run_cli("vt-stats", scores, "-q").returncode == 0
+    assert run_cmd("vt-stats", _write(tmp_path / "bare.jsonl", bare + bare[:1])).returncode == 1
+    assert run_cmd("vt-stats", scores, "-q").returncode == 0
 
 
 def test_vt_stats_writes_strict_json(tmp_path):
     # constant samples give an infinite t: written as null, never as Infinity or NaN
     records = _records("l1", [0.9] * 5, [0.5] * 5)
-    result = run_cli("vt-stats", _write(tmp_path / "s.jsonl", records), "-q")
+    result = run_cmd("vt-stats", _write(tmp_path / "s.jsonl", records), "-q")
     assert result.returncode == 0
     record = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
     assert record["statistic"] is None and record["p"] == 0.0
     bad = records[:1] + [{**records[1], "score": math.nan}] + records[2:]
     text = "".join(json.dumps(r) + "\n" for r in bad)
-    result = run_cli("vt-stats", "-", input=text)
+    result = run_cmd("vt-stats", "-", input=text)
     assert result.returncode == 1 and "<stdin>:2" in result.stderr and "NaN" in result.stderr
     text = "".join(json.dumps(r) + "\n" for r in records[:2] + [{**records[2], "magnitude": "big"}])
-    result = run_cli("vt-stats", "-", input=text)
+    result = run_cmd("vt-stats", "-", input=text)
     assert result.returncode == 1 and "<stdin>:3" in result.stderr and "finite" in result.stderr
 
 
 def test_vt_stats_usage_errors_come_from_the_registries(tmp_path):
     scores = _write(tmp_path / "s.jsonl", _records("l1", [0.9] * 5, [0.5] * 5))
     for option, value in (("--test", "chisq"), ("--correction", "sidak"), ("--family", "everything")):
-        result = run_cli("vt-stats", scores, option, value)
+        result = run_cmd("vt-stats", scores, option, value)
         assert result.returncode == 2 and "choose from" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("vt-stats", scores, "--correction", "fdr", "-q")
+    result = run_cmd("vt-stats", scores, "--correction", "fdr", "-q")
     assert json.loads(result.stdout)["correction"] == "bh"
-    result = run_cli("vt-stats", scores, "--plot", tmp_path / "fig.jpeg")
+    result = run_cmd("vt-stats", scores, "--plot", tmp_path / "fig.jpeg")
     assert result.returncode == 2 and "fig.jpeg" in result.stderr
 
 
@@ -194,11 +194,11 @@ def test_figure_format_follows_the_extension(tmp_path, suffix, magic):
     records += [{**r, "kind": "relative", "against": "b", "concept": "a"} for r in records[:10]]
     scores = _write(tmp_path / "s.jsonl", records)
     figure = tmp_path / f"fig{suffix}"
-    assert run_cli("vt-stats", scores, "--plot", figure, "-q").returncode == 0
+    assert run_cmd("vt-stats", scores, "--plot", figure, "-q").returncode == 0
     data = figure.read_bytes()
     assert data.startswith(magic)
     if suffix != ".png":
         assert b"Agg" not in data[:200]
     # the same results give the same bytes
-    run_cli("vt-stats", scores, "--plot", tmp_path / f"again{suffix}", "-q")
+    run_cmd("vt-stats", scores, "--plot", tmp_path / f"again{suffix}", "-q")
     assert (tmp_path / f"again{suffix}").read_bytes() == data

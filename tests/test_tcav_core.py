@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-from conftest import run_cli
+from conftest import run_cmd
 from vtcav_common import h5io
 from vtcav_common.cav import ActivationSpace, fit_cav, finalize
 from vtcav_common.scoring import directional_derivatives, tcav_scores
@@ -166,15 +166,15 @@ def toy_files(tmp_path_factory):
 
 def test_cav_score_stats_pipeline_recovers_the_planted_direction(toy_files, tmp_path):
     cavs = tmp_path / "cavs.h5"
-    run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, "--relative", "up:down", "--seed", "1", check=True)
-    scores = run_cli("vt-score", cavs, toy_files / "grads.h5", check=True).stdout
+    run_cmd("vt-cav", toy_files / "acts.h5", "-o", cavs, "--relative", "up:down", "--seed", "1", check=True)
+    scores = run_cmd("vt-score", cavs, toy_files / "grads.h5", check=True).stdout
     rows = [json.loads(line) for line in scores.splitlines()]
     # 2 layers x (2 concepts x 6 randoms + 15 null (every pair of the 6 randoms) + 6 relative)
     assert len(rows) == 2 * (12 + 15 + 6)
     up = [r["score"] for r in rows if r["concept"] == "up" and r["kind"] == "concept"]
     down = [r["score"] for r in rows if r["concept"] == "down" and r["kind"] == "concept"]
     assert np.mean(up) > 0.9 and np.mean(down) < 0.1
-    stats = run_cli("vt-stats", "-", "--plot", tmp_path / "fig.png", input=scores, check=True)
+    stats = run_cmd("vt-stats", "-", "--plot", tmp_path / "fig.png", input=scores, check=True)
     results = {(r["layer"], r["concept"], r["against"]): r for r in map(json.loads, stats.stdout.splitlines())}
     assert results[("a", "up", "random")]["significant"] and results[("a", "up", "random")]["direction"] == "+"
     assert results[("a", "down", "random")]["significant"] and results[("a", "down", "random")]["direction"] == "-"
@@ -186,16 +186,16 @@ def test_cav_score_stats_pipeline_recovers_the_planted_direction(toy_files, tmp_
 
 def test_same_seed_same_bytes(toy_files, tmp_path):
     for name in ("one.h5", "two.h5"):
-        run_cli("vt-cav", toy_files / "acts.h5", "-o", tmp_path / name, "--seed", "4", check=True)
+        run_cmd("vt-cav", toy_files / "acts.h5", "-o", tmp_path / name, "--seed", "4", check=True)
     assert (tmp_path / "one.h5").read_bytes() == (tmp_path / "two.h5").read_bytes()
 
 
 def test_permuted_gradients_control_destroys_the_answer(toy_files, tmp_path):
     cavs = tmp_path / "cavs.h5"
-    run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
-    scores = run_cli("vt-score", cavs, toy_files / "grads.h5", "--permute-gradients", check=True).stdout
+    run_cmd("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
+    scores = run_cmd("vt-score", cavs, toy_files / "grads.h5", "--permute-gradients", check=True).stdout
     assert all(json.loads(line)["control"] == "permuted-gradients" for line in scores.splitlines())
-    stats = run_cli("vt-stats", "-", input=scores, check=True).stdout
+    stats = run_cmd("vt-stats", "-", input=scores, check=True).stdout
     results = {(r["layer"], r["concept"]): r for r in map(json.loads, stats.splitlines())}
     for layer in ("a", "b"):
         up, down = results[(layer, "up")], results[(layer, "down")]
@@ -206,25 +206,25 @@ def test_permuted_gradients_control_destroys_the_answer(toy_files, tmp_path):
 
 def test_gradients_from_another_model_are_refused(toy_files, tmp_path):
     cavs = tmp_path / "cavs.h5"
-    run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
-    result = run_cli("vt-score", cavs, toy_files / "grads_other.h5", "-o", tmp_path / "s.jsonl")
+    run_cmd("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
+    result = run_cmd("vt-score", cavs, toy_files / "grads_other.h5", "-o", tmp_path / "s.jsonl")
     assert result.returncode == 1
     assert "different model weights" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s.jsonl").exists()
 
 
 def test_bad_inputs_get_one_line_errors(toy_files, tmp_path):
-    missing = run_cli("vt-cav", tmp_path / "nope.h5", "-o", tmp_path / "c.h5")
+    missing = run_cmd("vt-cav", tmp_path / "nope.h5", "-o", tmp_path / "c.h5")
     assert missing.returncode == 1 and "nope.h5: no such file" in missing.stderr
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    junk = run_cli("vt-cav", tmp_path / "junk.h5", "-o", tmp_path / "c.h5")
+    junk = run_cmd("vt-cav", tmp_path / "junk.h5", "-o", tmp_path / "c.h5")
     assert junk.returncode == 1 and "not a readable HDF5 file" in junk.stderr
-    unknown = run_cli("vt-cav", toy_files / "acts.h5", "-o", tmp_path / "c.h5", "--concept", "sideways")
+    unknown = run_cmd("vt-cav", toy_files / "acts.h5", "-o", tmp_path / "c.h5", "--concept", "sideways")
     assert unknown.returncode == 2 and "sideways" in unknown.stderr
-    wrong_kind = run_cli("vt-score", toy_files / "acts.h5", toy_files / "grads.h5")
+    wrong_kind = run_cmd("vt-score", toy_files / "acts.h5", toy_files / "grads.h5")
     assert wrong_kind.returncode == 1 and "holds embeddings, expected cavs" in wrong_kind.stderr
     (tmp_path / "bad.jsonl").write_text('{"target": "x"}\n')
-    bad = run_cli("vt-stats", tmp_path / "bad.jsonl")
+    bad = run_cmd("vt-stats", tmp_path / "bad.jsonl")
     assert bad.returncode == 1 and "bad.jsonl:1" in bad.stderr
     for result in (missing, junk, unknown, wrong_kind, bad):
         assert "Traceback" not in result.stderr
@@ -240,8 +240,8 @@ def test_layer_with_the_same_gradient_for_every_input_is_flagged(toy_files, tmp_
     write_embeddings(tmp_path / "flat.h5", {"inputs": ("inputs", acts, {"a": same, "b": different})},
                      target="right")
     cavs = tmp_path / "cavs.h5"
-    run_cli("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
-    result = run_cli("vt-score", cavs, tmp_path / "flat.h5", check=True)
+    run_cmd("vt-cav", toy_files / "acts.h5", "-o", cavs, check=True)
+    result = run_cmd("vt-score", cavs, tmp_path / "flat.h5", check=True)
     assert "layer 'a' is the same for every input" in result.stderr
     assert "layer 'b'" not in result.stderr
     assert {json.loads(line)["score"] for line in result.stdout.splitlines() if '"layer":"a"' in line} <= {0.0, 1.0}

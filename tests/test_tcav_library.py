@@ -11,7 +11,7 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cmd
 from vtcav_common import classifiers as cav_module
 from vtcav_common.cav import ActivationSpace, classifier_help, fit_cav, finalize, register_classifier
 from vtcav_common.cavs_file import CAVFile, CAVWriter
@@ -147,7 +147,7 @@ def test_blocks_kept_from_the_gram_pass_give_the_same_cavs(toy, monkeypatch):
 
 def test_a_run_that_cannot_fit_its_memory_is_refused_before_any_work(toy, tmp_path):
     tmp, _, _ = toy
-    result = run_cli("vt-cav", tmp / "acts.h5", "-o", tmp_path / "c.h5", "--max-memory", "100")
+    result = run_cmd("vt-cav", tmp / "acts.h5", "-o", tmp_path / "c.h5", "--max-memory", "100")
     assert result.returncode == 1 and "needs at least" in result.stderr and "--max-memory is 100 MB" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.h5").exists()
 
@@ -186,11 +186,11 @@ def test_non_finite_activations_are_refused_with_the_file_layer_and_clip(toy, tm
     bad = {k: (role, a.copy(), g) for k, (role, a, g) in sets.items()}
     bad["random_2"][1][5, 1, 2, 3] = np.nan
     write(tmp_path / "nan.h5", bad)
-    refused = run_cli("vt-cav", tmp_path / "nan.h5", "-o", tmp_path / "c.h5", "-q")
+    refused = run_cmd("vt-cav", tmp_path / "nan.h5", "-o", tmp_path / "c.h5", "-q")
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert f"nan.h5: non-finite activations at layer '{ODD}', set 'random_2', clip 5 (random_2#5)" in refused.stderr
     assert not (tmp_path / "c.h5").exists() and "Traceback" not in refused.stderr
-    skipped = run_cli("vt-cav", tmp_path / "nan.h5", "-o", tmp_path / "c.h5", "--skip-nonfinite", check=True)
+    skipped = run_cmd("vt-cav", tmp_path / "nan.h5", "-o", tmp_path / "c.h5", "--skip-nonfinite", check=True)
     assert "skipped 1 clip(s) with non-finite activations" in skipped.stderr
     with CAVFile(tmp_path / "c.h5") as cavs:
         assert np.isfinite(cavs.read_layer(ODD).vectors).all()
@@ -202,11 +202,11 @@ def test_non_finite_gradients_are_refused_or_skipped_and_the_output_stays_strict
     bad[3, 0, 0, 0] = np.inf
     write(tmp_path / "g.h5", {"inputs": ("inputs", bad, bad)}, target="right")
     fit_cavs([tmp / "acts.h5"], tmp_path / "cavs.h5")
-    refused = run_cli("vt-score", tmp_path / "cavs.h5", tmp_path / "g.h5", "-o", tmp_path / "s.jsonl", "-q")
+    refused = run_cmd("vt-score", tmp_path / "cavs.h5", tmp_path / "g.h5", "-o", tmp_path / "s.jsonl", "-q")
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert f"g.h5: non-finite gradient at layer '{ODD}', set 'inputs', input 3 (inputs#3)" in refused.stderr
     assert not (tmp_path / "s.jsonl").exists()
-    kept = run_cli("vt-score", tmp_path / "cavs.h5", tmp_path / "g.h5", "--skip-nonfinite", check=True)
+    kept = run_cmd("vt-score", tmp_path / "cavs.h5", tmp_path / "g.h5", "--skip-nonfinite", check=True)
     assert "skipped 1 input(s) with non-finite gradients" in kept.stderr
     rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON")) for line in
             kept.stdout.splitlines()]
@@ -230,7 +230,7 @@ def test_a_classifier_is_one_registered_function(toy, monkeypatch):
 
 
 def test_help_lists_every_classifier_and_version_imports_nothing_heavy():
-    help_text = run_cli("vt-cav", "--help", check=True).stdout
+    help_text = run_cmd("vt-cav", "--help", check=True).stdout
     for name in cav_module.CLASSIFIERS:
         assert f"{name}:" in help_text
     probe = ("import sys\nfrom tools.{tool} import main\ntry:\n    sys.argv = ['x', '--version']; main()\n"
@@ -256,11 +256,11 @@ def test_too_few_clips_for_a_cav_names_the_file_and_the_sets(toy, tmp_path):
     tmp, sets, _ = toy
     small = dict(sets, up=("concept", sets["up"][1][:2], None))
     write(tmp_path / "small.h5", small)
-    result = run_cli("vt-cav", tmp_path / "small.h5", "-o", tmp_path / "c.h5", "-q")
+    result = run_cmd("vt-cav", tmp_path / "small.h5", "-o", tmp_path / "c.h5", "-q")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "small.h5: set 'up' has 2 clip(s); a CAV needs at least 3 on each side" in result.stderr
     empty = dict(sets, up=("concept", sets["up"][1][:0], None))
     write(tmp_path / "empty.h5", empty)
-    result = run_cli("vt-cav", tmp_path / "empty.h5", "-o", tmp_path / "c.h5", "-q")
+    result = run_cmd("vt-cav", tmp_path / "empty.h5", "-o", tmp_path / "c.h5", "-q")
     assert result.returncode == 1 and "empty.h5: set 'up' has 0 clip(s)" in result.stderr
     assert "Traceback" not in result.stderr
