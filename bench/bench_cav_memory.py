@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vtcav_common.embeddings import EmbeddingsWriter  # noqa: E402
+from vtcav_common.formats.embeddings import EmbeddingsWriter  # noqa: E402
 
 SHAPES = {"block1": (16, 16, 32, 32), "block2": (32, 8, 16, 16), "block3": (48, 8, 16, 16)}
 SETS = ["ball_left", "ball_right", "ball_static"] + [f"random_{i:02d}" for i in range(10)]

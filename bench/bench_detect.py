@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vtcav_common import detect  # noqa: E402
-from vtcav_common.records import read_detections  # noqa: E402
+from vtcav_common.formats.records import read_detections  # noqa: E402
 from vtcav_common.synth import OBJECT_KINDS, generate_world  # noqa: E402
 
 

@@ -32,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vtcav_common.embed_pass import LayerPass  # noqa: E402
+from vtcav_common.embed.layer_pass import LayerPass  # noqa: E402
 from vtcav_common.models import load_model, resolve_device  # noqa: E402
 from vtcav_common.models.layers import describe_layers, usual_layers  # noqa: E402
 

@@ -61,7 +61,7 @@ def prepare(folder: Path, counts: list[int], frames: int, size: int) -> tuple[Pa
     import torch
     from torchvision.models import video
 
-    from vtcav_common import clipsets
+    from vtcav_common.formats import clips as clipsets
 
     torch.manual_seed(0)
     weights = folder / f"{ARCH}_random.pth"
@@ -130,7 +130,7 @@ def stage_values(frames: int, size: int, pool: str | None) -> list[int]:
     """Values per clip at each usual layer (shapes from the meta device: no arithmetic, no weights)."""
     from vtcav_common.models import load_model
     from vtcav_common.models.layers import describe_layers, usual_layers
-    from vtcav_common.pooling import parse_pool, pooled_shape
+    from vtcav_common.embed.pooling import parse_pool, pooled_shape
 
     with contextlib.redirect_stderr(io.StringIO()):    # its "zero weights" warning: known, and meant
         loaded = load_model(ARCH, None, frames=frames, size=size, need_weights=False)

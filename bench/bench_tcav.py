@@ -72,7 +72,7 @@ def _load():
 def _tensors(loaded, labels: Path, concepts: Path):
     """Every clip set and the inputs as preprocessed tensors (for the floor and captum)."""
     import torch
-    from vtcav_common import clipsets
+    from vtcav_common.formats import clips as clipsets
     from vtcav_common.embed import manifest_inputs, to_tensor
     from vtcav_common.models.base import preprocess
 

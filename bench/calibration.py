@@ -13,9 +13,9 @@ clips and of ``ball_right`` clips once (vt-synth, vt-detect, vt-concepts, vt-emb
 the tiny classifier); then each repetition draws its R random sets, its null concepts and
 its concept set from the pools by seed, in-process, through the library: the pool's Gram
 matrix per layer, and per CAV an
-:class:`~vtcav_common.cav.ActivationSpace` of its own rows (an L2 linear classifier finds
+:class:`~vtcav_common.tcav.cav.ActivationSpace` of its own rows (an L2 linear classifier finds
 the same boundary in any orthonormal basis of a span that contains its rows: vt-cav's
-shared space and this one agree), :func:`~vtcav_common.cav.fit_cav` (the reference SGD classifier, balanced,
+shared space and this one agree), :func:`~vtcav_common.tcav.cav.fit_cav` (the reference SGD classifier, balanced,
 2/3-1/3 split), the directional derivatives of the held-out ``right`` videos along each
 CAV (from the gradient-activation cross products: no D-sized vector is ever formed) and
 :func:`~vtcav_common.stats.significance_tests` with every test and family.
@@ -45,9 +45,9 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from vtcav_common.cav import ActivationSpace, fit_cav  # noqa: E402
-from vtcav_common.embeddings import Embeddings  # noqa: E402
-from vtcav_common.scoring import tcav_scores  # noqa: E402
+from vtcav_common.tcav.cav import ActivationSpace, fit_cav  # noqa: E402
+from vtcav_common.formats.embeddings import Embeddings  # noqa: E402
+from vtcav_common.tcav.derivatives import tcav_scores  # noqa: E402
 from vtcav_common.stats import significance_tests  # noqa: E402
 from vtcav_common.tcav.fitting import NULL_PARTNERS, RESAMPLE_FRACTION, plan  # noqa: E402
 

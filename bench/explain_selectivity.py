@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import preprocess  # noqa: E402
-from vtcav_common.overlay import auto_scale, map_scale, resize_map, strip_columns, strip_image, write_png  # noqa: E402
-from vtcav_common.records import read_manifest  # noqa: E402
-from vtcav_common.relevance import METHODS, Explainer  # noqa: E402
-from vtcav_common.selective import (MassCounter, box_mask, read_moving_boxes, sample_with_motion,  # noqa: E402
+from vtcav_common.explain.overlay import auto_scale, map_scale, resize_map, strip_columns, strip_image, write_png  # noqa: E402
+from vtcav_common.formats.records import read_manifest  # noqa: E402
+from vtcav_common.explain import METHODS, Explainer  # noqa: E402
+from vtcav_common.explain.selective import (MassCounter, box_mask, read_moving_boxes, sample_with_motion,  # noqa: E402
                                     selective_filter)
 from vtcav_common.synth import generate_world  # noqa: E402
 

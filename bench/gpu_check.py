@@ -105,7 +105,7 @@ def arrays(path: Path, kind: str) -> dict[str, np.ndarray]:
 
 def make_inputs(folder: Path) -> tuple[Path, Path]:
     """A small motion world (its videos are explained) and concept clip sets (one concept, two random)."""
-    from vtcav_common import clipsets
+    from vtcav_common.formats import clips as clipsets
     from vtcav_common.synth import generate_world
 
     world = folder / "world"

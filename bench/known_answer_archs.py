@@ -36,9 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vtcav_common.models.base import InputSpec, preprocess  # noqa: E402
-from vtcav_common.records import read_manifest  # noqa: E402
+from vtcav_common.formats.records import read_manifest  # noqa: E402
 from vtcav_common.synth import CLASSES, generate_world  # noqa: E402
-from vtcav_common.video import read_video  # noqa: E402
+from vtcav_common.core.video import read_video  # noqa: E402
 
 CHECKS = ("right > left", "right sig +", "right vs static sig +", "dynamic > static")
 

@@ -40,13 +40,13 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vtcav_common.files import atomic_path  # noqa: E402
+from vtcav_common.core.files import atomic_path  # noqa: E402
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import preprocess  # noqa: E402
 from vtcav_common.models.tiny import INPUT_SPEC, appearance_c3d, motion_c3d  # noqa: E402
-from vtcav_common.records import read_manifest  # noqa: E402
+from vtcav_common.formats.records import read_manifest  # noqa: E402
 from vtcav_common.synth import CLASSES, WORLDS, generate_world, world_classes  # noqa: E402
-from vtcav_common.video import read_video  # noqa: E402
+from vtcav_common.core.video import read_video  # noqa: E402
 
 FACTORIES = {"motion": ("vtcav_common.models.tiny:motion_c3d", motion_c3d),
              "appearance": ("vtcav_common.models.tiny:appearance_c3d", appearance_c3d)}

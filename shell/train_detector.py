@@ -32,10 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vtcav_common import detect  # noqa: E402  (sets the ultralytics environment first)
-from vtcav_common.files import atomic_path  # noqa: E402
+from vtcav_common.core.files import atomic_path  # noqa: E402
 from vtcav_common.models.base import file_sha256  # noqa: E402
 from vtcav_common.synth import CLASSES, OBJECT_KINDS, WorldSpec, render_video  # noqa: E402
-from vtcav_common.video import read_video, write_video  # noqa: E402
+from vtcav_common.core.video import read_video, write_video  # noqa: E402
 
 TRAIN_INDEX_START = 50_000
 VAL_INDEX_START = 60_000

@@ -154,7 +154,7 @@ def _clip_file(path: Path, seed: int, frames: int, size: int, sets: tuple, id_pr
     """Random uint8 clips, one set per (name, role, kind, n), drawn in order from one seed."""
     import numpy as np
 
-    from vtcav_common import clipsets
+    from vtcav_common.formats import clips as clipsets
 
     rng = np.random.default_rng(seed)
     with clipsets.ClipSetWriter(path, clipsets.Sampling(frames=frames, size=(size, size)), "test",

@@ -258,7 +258,8 @@ def _logging(out, err):
 @contextlib.contextmanager
 def _frame_state():
     """The per-run globals of the command frame start as in a fresh process."""
-    from vtcav_common import files, frame, messages
+    from vtcav_common.core import files, messages
+    from vtcav_common.cli import frame
 
     saved = (messages._quiet, messages._prog, frame._prog, files._hard_exit, dict(files._live_temps))
     messages._quiet, messages._prog, frame._prog, files._hard_exit = False, "vtcav", "vtcav", False

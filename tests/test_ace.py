@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import WEIGHTS, run_cmd
-from vtcav_common import clipsets
-from vtcav_common.ace.store import read_rows, source_mask
+from vtcav_common.formats import clips as clipsets
+from vtcav_common.formats.supervoxels import read_rows, source_mask
 from vtcav_common.ace.supervoxels import SegmentParams, segment_volume, video_candidates
 from vtcav_common.models.base import temporal_indices
 from vtcav_common.synth import render_video

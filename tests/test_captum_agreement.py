@@ -15,9 +15,9 @@ from torch import nn
 captum_concept = pytest.importorskip("captum.concept", reason="captum is not installed")
 from captum.concept import TCAV, Classifier, Concept  # noqa: E402
 
-from vtcav_common.cav import ActivationSpace, fit_cav, finalize  # noqa: E402
+from vtcav_common.tcav.cav import ActivationSpace, fit_cav, finalize  # noqa: E402
 from vtcav_common.models.base import LayerRecorder  # noqa: E402
-from vtcav_common.scoring import directional_derivatives, tcav_scores  # noqa: E402
+from vtcav_common.tcav.derivatives import directional_derivatives, tcav_scores  # noqa: E402
 
 LAYER = "block1"  # block2 feeds a linear head directly: its gradient is the same for every input
 TARGET = 1

@@ -18,7 +18,7 @@ from conftest import REPO, run_cmd
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats", "vt_explain",
          "vt_ace", "vt_detect_import", "vt_report", "vt_merge")
 # Library modules that may import typer: the frame itself and the option declarations.
-FRAME_MODULES = {"vtcav_common.frame", "vtcav_common.options", "vtcav_common.cli"}
+FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli"}
 
 
 def _commands():
@@ -124,7 +124,7 @@ def _walk(package):
 # --------------------------------------------------------------------------- progress
 PROGRESS_SCRIPT = """
     import sys, time
-    from vtcav_common import messages
+    from vtcav_common.core import messages
     messages.set_prog("vt-test")
     messages.set_quiet({quiet})
     for _ in messages.progress(range(6), total=6, description="clips"):
@@ -147,7 +147,7 @@ def test_progress_counts_clips_not_batches():
     """vt-embed's batches count their clips: the line reads in the unit a user thinks in."""
     script = """
     import time
-    from vtcav_common import messages
+    from vtcav_common.core import messages
     messages.set_prog("vt-test")
     for _ in messages.progress([[0] * 8, [0] * 8, [0] * 4], total=20, description="ball clips", size=len):
         time.sleep(0.1)
@@ -174,8 +174,8 @@ WARNING_SCRIPT = """
     import sys, warnings
     import typer
     from sklearn.exceptions import ConvergenceWarning
-    from vtcav_common import frame
-    from vtcav_common.errors import VtcavError
+    from vtcav_common.cli import frame
+    from vtcav_common.core.errors import VtcavError
 
     app = frame.make_app("vt-test", help="test")
 
@@ -222,8 +222,9 @@ def test_every_command_has_version_and_help(tool):
 def test_no_progress_line_after_the_error_line():
     script = """
         import sys, time
-        from vtcav_common import frame, messages
-        from vtcav_common.errors import VtcavError
+        from vtcav_common.cli import frame
+        from vtcav_common.core import messages
+        from vtcav_common.core.errors import VtcavError
 
         app = frame.make_app("vt-test", help="test")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cmd
-from vtcav_common import clipsets, records
-from vtcav_common.clipsets import ClipSetWriter, Sampling
+from vtcav_common.formats import clips as clipsets, records
+from vtcav_common.formats.clips import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DetectionFilter, VideoCatalog, context_window, load_tracks,
                                    plan_spatiotemporal)
 

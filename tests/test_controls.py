@@ -74,7 +74,7 @@ def test_cascade_reinitialises_from_the_head_down_to_the_layer():
 
 
 def test_permute_labels_takes_another_class_gradient():
-    from vtcav_common.embed_pass import LayerPass
+    from vtcav_common.embed.layer_pass import LayerPass
 
     loaded = _tiny()
     x = torch.randn(6, 3, 16, 64, 64, generator=torch.Generator().manual_seed(0))

@@ -11,9 +11,9 @@ import pytest
 
 from conftest import WEIGHTS, run_cmd
 from vtcav_common import detect
-from vtcav_common.errors import UsageError, VtcavError
-from vtcav_common.records import Detection, parse_detection, read_detections, read_manifest
-from vtcav_common.video import write_video
+from vtcav_common.core.errors import UsageError, VtcavError
+from vtcav_common.formats.records import Detection, parse_detection, read_detections, read_manifest
+from vtcav_common.core.video import write_video
 
 DETECTOR = WEIGHTS / "detector.pt"
 pytestmark = pytest.mark.skipif(not DETECTOR.exists(), reason="weights/detector.pt not trained yet "

@@ -16,7 +16,7 @@ import vtcav_common
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(vtcav_common.__path__, "vtcav_common."))
 # Modules whose examples are the methods' reference: each must keep at least one runnable example.
-MUST_HAVE_EXAMPLES = ("vtcav_common.cav", "vtcav_common.scoring", "vtcav_common.selective")
+MUST_HAVE_EXAMPLES = ("vtcav_common.tcav.cav", "vtcav_common.tcav.derivatives", "vtcav_common.explain.selective")
 
 
 def _import(name: str):

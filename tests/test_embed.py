@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from conftest import run_cli, run_cmd
-from vtcav_common import h5io, embed as embed_module
+from vtcav_common.core import h5io
+from vtcav_common import embed as embed_module
 from vtcav_common.embed import BatchResult, InputBatch, InputSet, _cast, embed, h5_name
-from vtcav_common.errors import VtcavError
+from vtcav_common.core.errors import VtcavError
 from vtcav_common.models import load_model
 from vtcav_common.models.base import preprocess
 from vtcav_common.models.tiny import motion_c3d

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from conftest import WEIGHTS, run_cmd
-from vtcav_common import h5io
+from vtcav_common.core import h5io
 from vtcav_common.models.base import InputSpec, LoadedModel, preprocess
-from vtcav_common.records import read_jsonl
-from vtcav_common.relevance import Explainer, grad_cam, to_channels_first, tokens_to_volume
-from vtcav_common.selective import box_mask, motion_share, selective_filter, temporal_derivative
+from vtcav_common.formats.records import read_jsonl
+from vtcav_common.explain import Explainer, grad_cam, to_channels_first, tokens_to_volume
+from vtcav_common.explain.selective import box_mask, motion_share, selective_filter, temporal_derivative
 from vtcav_common.synth import render_video
 
 CLASSIFIER = WEIGHTS / "classifier.pt"

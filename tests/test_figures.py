@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vtcav_common import overlay
+from vtcav_common.explain import overlay
 from vtcav_common.ace.sheets import contact_sheet
 
 

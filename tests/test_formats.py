@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from vtcav_common import clipsets, h5io, records
-from vtcav_common.clipsets import ClipSetWriter, Sampling
-from vtcav_common.errors import IncompatibleError, VtcavError
+from vtcav_common.formats import clips as clipsets, records
+from vtcav_common.core import h5io
+from vtcav_common.formats.clips import ClipSetWriter, Sampling
+from vtcav_common.core.errors import IncompatibleError, VtcavError
 
 SAMPLING = Sampling(frames=4, size=(8, 6), frame_stride=2)
 

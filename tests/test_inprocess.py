@@ -60,7 +60,7 @@ def test_the_test_process_is_left_as_it_was(tmp_path):
 
 def test_a_hard_exit_ends_the_command_not_the_tests(monkeypatch, tmp_path):
     """The frame leaves with os._exit after a failed HDF5 write; here that is an exit status."""
-    from vtcav_common import files
+    from vtcav_common.core import files
 
     monkeypatch.setattr(files, "hard_exit_requested", lambda: True)
     result = run_cmd("vt-stats", tmp_path / "missing.jsonl")

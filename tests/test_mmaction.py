@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("mmaction", reason="mmaction2 extra not installed")
 
 from conftest import run_cmd  # noqa: E402
-from vtcav_common.errors import UsageError, VtcavError  # noqa: E402
+from vtcav_common.core.errors import UsageError, VtcavError  # noqa: E402
 from vtcav_common.models import mmaction_source as mm  # noqa: E402
 from vtcav_common.models.base import LayerRecorder  # noqa: E402
 

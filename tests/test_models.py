@@ -166,7 +166,7 @@ def test_mmaction_route_without_mmaction(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_mmaction)
-    from vtcav_common.errors import VtcavError
+    from vtcav_common.core.errors import VtcavError
     from vtcav_common.models.mmaction_config import import_mmaction
 
     import_mmaction.cache_clear()   # an earlier test in the session may have imported mmaction2 already
@@ -287,7 +287,7 @@ def test_channel_axis_inference():
 def test_tiny_classifier_weights_classify_a_fresh_world(tmp_path):
     """The committed weights, loaded through load_model, on held-out videos of an unseen world seed."""
     from vtcav_common.embed import sample_video
-    from vtcav_common.records import read_manifest
+    from vtcav_common.formats.records import read_manifest
     from vtcav_common.synth import CLASSES, generate_world
 
     weights = WEIGHTS / "classifier.pt"

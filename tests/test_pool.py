@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_cmd
-from vtcav_common import clipsets
-from vtcav_common.errors import IncompatibleError
-from vtcav_common.pooling import parse_pool, pool
+from vtcav_common.formats import clips as clipsets
+from vtcav_common.core.errors import IncompatibleError
+from vtcav_common.embed.pooling import parse_pool, pool
 from vtcav_common.tcav import FitOptions, ScoreOptions, fit_cavs, score_cavs
 
 TINY = "vtcav_common.models.tiny:motion_c3d"
@@ -93,7 +93,7 @@ def test_pooled_scores_equal_full_space_scores_along_the_pulled_back_cav(world, 
     cavs = world["folder"] / f"cavs_{spec}.h5"
     fit_cavs([pooled], cavs, options=FitOptions(seed=0, device="cpu"))
     records = score_cavs(cavs, pooled, ScoreOptions(set_name="ball"))
-    from vtcav_common.cavs_file import read_cavs
+    from vtcav_common.formats.cavs import read_cavs
 
     _, layers = read_cavs(cavs)
     checked = 0

@@ -13,11 +13,11 @@ from torch import nn
 
 captum_attr = pytest.importorskip("captum.attr", reason="captum is not installed")
 
-from vtcav_common.errors import UsageError  # noqa: E402
+from vtcav_common.core.errors import UsageError  # noqa: E402
 from vtcav_common.models.base import InputSpec, LayerRecorder, LoadedModel, preprocess  # noqa: E402
-from vtcav_common.relevance import METHODS, Explainer, grad_cam  # noqa: E402
-from vtcav_common.relevance.captum_methods import CAPTUM_METHODS  # noqa: E402
-from vtcav_common.selective import box_mask, read_moving_boxes, sample_with_motion  # noqa: E402
+from vtcav_common.explain import METHODS, Explainer, grad_cam  # noqa: E402
+from vtcav_common.explain.captum_methods import CAPTUM_METHODS  # noqa: E402
+from vtcav_common.explain.selective import box_mask, read_moving_boxes, sample_with_motion  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = REPO / "weights" / "classifier.pt"
@@ -126,7 +126,7 @@ def test_integrated_gradients_add_up_to_the_logit_change(small):
 def test_lrp_folds_batch_norms_without_changing_the_function(small):
     import copy
 
-    from vtcav_common.relevance.captum_methods import canonize_for_lrp
+    from vtcav_common.explain.captum_methods import canonize_for_lrp
 
     loaded, x = small
     folded = copy.deepcopy(loaded.module)
@@ -159,7 +159,7 @@ def test_every_method_puts_relevance_on_the_moving_ball(tiny_world, monkeypatch,
     """Known answer: on held-out motion-world videos, each method's map (target: the true
     class) puts several times the ball's share of the frame on the ball."""
     from vtcav_common.models import load_model
-    from vtcav_common.records import read_manifest
+    from vtcav_common.formats.records import read_manifest
 
     loaded = load_model(FACTORY, str(CLASSIFIER))
     videos = [v for v in read_manifest(str(tiny_world / "labels.jsonl")) if v.split == "test"][::2]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ctrl_c_reaches_the_child, run_cmd
-from vtcav_common import files, records
-from vtcav_common.errors import UsageError, VtcavError
+from vtcav_common.core import files
+from vtcav_common.formats import records
+from vtcav_common.core.errors import UsageError, VtcavError
 
 SCORE = {"target": "right", "layer": "block1", "against": "random_00", "replicate": 0, "magnitude": 0.1,
          "cav_accuracy": 0.9, "n_inputs": 4, "classifier": "sgd", "model": "tiny", "cav_run": "c0",

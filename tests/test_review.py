@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cmd
-from vtcav_common import clipsets
-from vtcav_common.embeddings import EmbeddingsWriter
+from vtcav_common.formats import clips as clipsets
+from vtcav_common.formats.embeddings import EmbeddingsWriter
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_import_arrays_and_folders(world, mined, tmp_path):
 
 
 def test_set_patterns(mined):
-    from vtcav_common import selection
-    from vtcav_common.errors import UsageError
+    from vtcav_common.core import selection
+    from vtcav_common.core.errors import UsageError
 
     names = ["ball_all", "random_00", "random_01"]
     assert selection.select(names, ["random_*"]) == ["random_00", "random_01"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import WEIGHTS, h5_arrays, run_cmd
 
-from vtcav_common.errors import UsageError
-from vtcav_common.shard import parse_shard
+from vtcav_common.core.errors import UsageError
+from vtcav_common.scale.shard import parse_shard
 
 TINY = ["--model", "vtcav_common.models.tiny:motion_c3d", "--weights", str(WEIGHTS / "classifier.pt")]
 

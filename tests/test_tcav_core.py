@@ -10,9 +10,9 @@ from scipy import stats as scipy_stats
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from conftest import run_cmd
-from vtcav_common import h5io
-from vtcav_common.cav import ActivationSpace, fit_cav, finalize
-from vtcav_common.scoring import directional_derivatives, tcav_scores
+from vtcav_common.core import h5io
+from vtcav_common.tcav.cav import ActivationSpace, fit_cav, finalize
+from vtcav_common.tcav.derivatives import directional_derivatives, tcav_scores
 from vtcav_common.stats import correct, significance_tests
 
 MODEL = {"source": "test", "arch": "toy", "weights": "toy.pt", "weights_sha256": "ab" * 32, "num_classes": 4}

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cmd
-from vtcav_common import classifiers as cav_module
-from vtcav_common.cav import ActivationSpace, classifier_help, fit_cav, finalize, register_classifier
-from vtcav_common.cavs_file import CAVFile, CAVWriter
-from vtcav_common.embeddings import Embeddings, EmbeddingsWriter, column_slabs, h5_name
-from vtcav_common.errors import VtcavError
+from vtcav_common.tcav import classifiers as cav_module
+from vtcav_common.tcav.cav import ActivationSpace, classifier_help, fit_cav, finalize, register_classifier
+from vtcav_common.formats.cavs import CAVFile, CAVWriter
+from vtcav_common.formats.embeddings import Embeddings, EmbeddingsWriter, column_slabs, h5_name
+from vtcav_common.core.errors import VtcavError
 from vtcav_common.tcav import FitOptions, ScoreOptions, fit_cavs, score_cavs
 from vtcav_common.tcav.fitting import task_seed
 from vtcav_common.tcav.streaming import BASE_BYTES, Linalg

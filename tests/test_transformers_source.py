@@ -18,12 +18,12 @@ from conftest import run_cli
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
 
-from vtcav_common import clipsets  # noqa: E402
-from vtcav_common.errors import UsageError, VtcavError  # noqa: E402
+from vtcav_common.formats import clips as clipsets  # noqa: E402
+from vtcav_common.core.errors import UsageError, VtcavError  # noqa: E402
 from vtcav_common.models import load_model  # noqa: E402
 from vtcav_common.models.base import LayerRecorder, preprocess  # noqa: E402
 from vtcav_common.models.layers import describe_layers  # noqa: E402
-from vtcav_common.relevance import METHODS, Explainer  # noqa: E402
+from vtcav_common.explain import METHODS, Explainer  # noqa: E402
 from vtcav_common.synth import CLASSES  # noqa: E402
 
 SMALL = dict(image_size=32, num_frames=4, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from vtcav_common import clipsets
+from vtcav_common.formats import clips as clipsets
 from vtcav_common.stats import motion
 
 

@@ -9,13 +9,13 @@ from typing import List, Optional
 import typer
 
 from vtcav_common import cli
-from vtcav_common import options as opt
-from vtcav_common import shard as sharding
+from vtcav_common.cli import options as opt
+from vtcav_common.scale import shard as sharding
 from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
 from vtcav_common.ace.sheets import write_sheets
 from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
-from vtcav_common.clipsets import Sampling
-from vtcav_common.records import read_jsonl, write_records
+from vtcav_common.formats.clips import Sampling
+from vtcav_common.formats.records import read_jsonl, write_records
 
 # The model-side modules (torch, torchvision, scikit-learn) are imported by the commands that
 # need them, so that `supervoxels`, `sheet` and bad input answer without loading them.
@@ -82,7 +82,7 @@ def supervoxels(
     provenance = {"videos_source": Path(videos).name, "split": split}
     if len(labels) > 1:
         provenance["labels"] = labels
-    if part is not None:   # a contiguous block of the chosen videos, in order (vtcav_common.shard)
+    if part is not None:   # a contiguous block of the chosen videos, in order (vtcav_common.scale.shard)
         provenance["shard"] = part.identity({"videos": len(chosen)})
         chosen = part.take(chosen)
     started = time.perf_counter()
@@ -146,7 +146,7 @@ def discover(
     started = time.perf_counter()
     given = None
     if features is not None:
-        from vtcav_common.ace.features_file import read_features
+        from vtcav_common.ace.feature_step import read_features
 
         given = read_features(features, loaded, layer, grid, candidates, set_name, info.n)
     result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir,
@@ -186,7 +186,7 @@ def features(
 ) -> None:
     """The feature step of discovery on its own (shardable): the candidates embedded at LAYER and pooled,
     for `vt-ace discover --features`."""
-    from vtcav_common.ace.features_file import write_features
+    from vtcav_common.ace.feature_step import write_features
 
     cli.set_quiet(quiet)
     part = sharding.parse_shard(shard)

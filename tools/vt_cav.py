@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli, options, selection
-from vtcav_common.classifiers import check_classifier, classifier_help
+from vtcav_common import cli
+from vtcav_common.cli import options
+from vtcav_common.core import selection
+from vtcav_common.tcav.classifiers import check_classifier, classifier_help
 
 app = cli.make_app(
     "vt-cav",

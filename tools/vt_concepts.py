@@ -11,15 +11,16 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from vtcav_common import cli, clipsets
-from vtcav_common import options as opt
-from vtcav_common import shard as sharding
-from vtcav_common.clipsets import ClipSetWriter, Sampling
+from vtcav_common import cli
+from vtcav_common.formats import clips as clipsets
+from vtcav_common.cli import options as opt
+from vtcav_common.scale import shard as sharding
+from vtcav_common.formats.clips import ClipSetWriter, Sampling
 from vtcav_common.concepts import (DEFAULT_CONTEXT, RANDOM_MIN_FRACTION, DetectionFilter, LabelFilter, PlanStats,
                                    RandomDraw, VideoCatalog, limit, load_tracks, parse_size, plan_random,
                                    plan_spatial, plan_spatiotemporal, render_plans)
 from vtcav_common.concepts.geometry import geometry_help, track_geometries
-from vtcav_common.errors import UsageError, VtcavError
+from vtcav_common.core.errors import UsageError, VtcavError
 
 TOOL = "vt-concepts"
 
@@ -47,7 +48,7 @@ app = cli.make_app(
 
 
 # --------------------------------------------------------------------------- shared options
-# (declared once in vtcav_common/options.py; these only give them this command's defaults and help)
+# (declared once in vtcav_common/cli/options.py; these only give them this command's defaults and help)
 def _out() -> Path:
     return opt.output(..., help="The clip-set HDF5 file to write (written atomically).")
 
@@ -219,7 +220,7 @@ def spatial(
     plans, part = sharding.shard_plans(plans, sharding.parse_shard(shard), append)
     provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
                                     max_clips=max_clips, context=context, geometry="static")
-    if part is not None:   # this shard's block of clips (vtcav_common.shard); vt-merge joins the blocks
+    if part is not None:   # this shard's block of clips (vtcav_common.scale.shard); vt-merge joins the blocks
         provenance["shard"] = part
     _write_concept(out, options, plans, stats, name, "spatial", "static",
                    f"static crops of {options.describe()}", provenance, append, replace, context)
@@ -285,7 +286,7 @@ def spatiotemporal(
     plans, part = sharding.shard_plans(plans, sharding.parse_shard(shard), append)
     provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
                                     max_clips=max_clips, context=context, geometry=geometry)
-    if part is not None:   # this shard's block of clips (vtcav_common.shard); vt-merge joins the blocks
+    if part is not None:   # this shard's block of clips (vtcav_common.scale.shard); vt-merge joins the blocks
         provenance["shard"] = part
     _write_concept(out, options, plans, stats, name, "spatiotemporal", geometry,
                    f"{options.describe()} along its track ({geometry} geometry)", provenance,
@@ -346,7 +347,7 @@ def random(
     run = {"command": "random", "videos": videos, "seed": seed, "labels": sorted(label_filter.labels),
            "exclude_labels": sorted(label_filter.exclude), "split": split, "sets": sets,
            "clips_per_set": per_set, "min_window": min_window, "role": role}
-    if part is not None:   # this shard's block of each set (vtcav_common.shard); vt-merge joins the blocks
+    if part is not None:   # this shard's block of each set (vtcav_common.scale.shard); vt-merge joins the blocks
         run["shard"] = part
     source = (f"videos labelled {', '.join(pool_labels)}" if pool_labels else f"videos in {videos}")
     with ClipSetWriter(out, sampling, TOOL, run, append=append, replace=replace) as writer:
@@ -383,7 +384,7 @@ def list_(
     version: bool = cli.version_option(),
 ) -> None:
     """The sets of a clip-set file, one JSON record a line on stdout (name, kind, role, n, T, H, W, ...)."""
-    from vtcav_common import selection
+    from vtcav_common.core import selection
 
     infos = clipsets.list_sets(path)
     chosen = set(selection.select([i.name for i in infos], sets, "set", str(path)))

@@ -11,9 +11,11 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import clipsets, messages, options, selection
-from vtcav_common.clipsets import ClipSetWriter
-from vtcav_common.errors import UsageError, VtcavError
+from vtcav_common.formats import clips as clipsets
+from vtcav_common.core import messages, selection
+from vtcav_common.cli import options
+from vtcav_common.formats.clips import ClipSetWriter
+from vtcav_common.core.errors import UsageError, VtcavError
 
 TOOL = "vt-concepts"
 
@@ -39,7 +41,7 @@ def import_(
     N x T x H x W x 3 (uint8, or float in [0, 1]) in an .npy or .npz file. Clips are resampled to
     --frames and --size when given (to match other sets in one file), else kept as they are."""
     from vtcav_common.concepts import parse_size
-    from vtcav_common.importers import clips as imp
+    from vtcav_common.concepts import imports as imp
 
     messages.set_quiet(quiet)
     if role not in clipsets.ROLES:
@@ -96,7 +98,7 @@ def review(
     """**Review sheets** of concept sets: per set a PNG grid and a self-contained HTML page with
     animated thumbnails, each clip's source video and time span, the least typical clips first
     (with --acts). Then `--drop ID,... -o cleaned.h5` writes the file without those clips."""
-    from vtcav_common import review as rev
+    from vtcav_common.concepts import review as rev
 
     messages.set_quiet(quiet)
     infos = clipsets.list_sets(path)

@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import messages, options, selection
+from vtcav_common.core import messages, selection
+from vtcav_common.cli import options
 from vtcav_common.concepts import twins
 
 TOOL = "vt-concepts"

@@ -7,11 +7,12 @@ from typing import Optional
 
 import typer
 
-from vtcav_common import files, frame, messages, options
-from vtcav_common.errors import VtcavError
-from vtcav_common import shard as sharding
+from vtcav_common.core import files, messages
+from vtcav_common.cli import frame, options
+from vtcav_common.core.errors import VtcavError
+from vtcav_common.scale import shard as sharding
 from vtcav_common.detect import TRACKERS, DetectSettings, Detector, check_video, collect_sources
-from vtcav_common.records import write_records
+from vtcav_common.formats.records import write_records
 
 app = frame.make_app(
     "vt-detect",

@@ -10,11 +10,12 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import files, frame, messages, options
-from vtcav_common.errors import UsageError
-from vtcav_common.importers.detections import (DETECTION_FORMATS, ImportSettings, import_detections,
+from vtcav_common.core import files, messages
+from vtcav_common.cli import frame, options
+from vtcav_common.core.errors import UsageError
+from vtcav_common.detect.imports import (DETECTION_FORMATS, ImportSettings, import_detections,
                                                read_class_names)
-from vtcav_common.records import write_records
+from vtcav_common.formats.records import write_records
 
 PROG = "vt-detect import"
 FORMATS = ("auto",) + DETECTION_FORMATS + ("mmaction",)
@@ -98,7 +99,7 @@ def _counting(records, seen: set):
 
 
 def _manifest(inputs: list[str], names: tuple, data_prefix: str | None, split: str | None, output: str) -> None:
-    from vtcav_common.importers.manifests import mmaction_manifest
+    from vtcav_common.formats.mmaction import mmaction_manifest
 
     if not names:
         raise UsageError("mmaction lists name classes by index: give --class-names (one name a line)")

@@ -7,13 +7,15 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli, options, selection
-from vtcav_common import shard as sharding
+from vtcav_common import cli
+from vtcav_common.cli import options
+from vtcav_common.core import selection
+from vtcav_common.scale import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
 from vtcav_common.models import load_model
 from vtcav_common.models.controls import HELP as CONTROL_HELP, parse_control
-from vtcav_common.pooling import HELP as POOL_HELP, parse_pool
-from vtcav_common.records import looks_like_manifest
+from vtcav_common.embed.pooling import HELP as POOL_HELP, parse_pool
+from vtcav_common.formats.records import looks_like_manifest
 
 app = cli.make_app(
     "vt-embed",

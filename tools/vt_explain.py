@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli, options
-from vtcav_common import shard as sharding
+from vtcav_common import cli
+from vtcav_common.cli import options
+from vtcav_common.scale import shard as sharding
 from vtcav_common.models import load_model   # cheap: torch is imported when the model is loaded
 
 # For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
@@ -107,8 +108,8 @@ def main_command(
 ) -> None:
     cli.set_quiet(quiet)
     part = sharding.parse_shard(shard)
-    from vtcav_common.overlay import FORMATS as formats
-    from vtcav_common.relevance import METHODS as methods, ExplainOptions, explain_videos, gather_videos
+    from vtcav_common.explain.overlay import FORMATS as formats
+    from vtcav_common.explain import METHODS as methods, ExplainOptions, explain_videos, gather_videos
 
     if method not in methods:
         raise cli.UsageError(f"--method takes {', '.join(methods)}, got '{method}'")
@@ -126,7 +127,7 @@ def main_command(
                               strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
     videos = gather_videos(inputs, labels, split)
     shard_identity = None
-    if part is not None:   # a contiguous block of the videos in input order (vtcav_common.shard)
+    if part is not None:   # a contiguous block of the videos in input order (vtcav_common.scale.shard)
         shard_identity = part.identity({"videos": len(videos)})
         videos = part.take(videos)
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,

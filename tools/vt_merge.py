@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import frame, messages, options
+from vtcav_common.cli import frame, options
+from vtcav_common.core import messages
 
 app = frame.make_app(
     "vt-merge",
@@ -38,12 +39,12 @@ def merge(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
     version: bool = frame.version_option(),
 ) -> None:
-    from vtcav_common.merge import merge_files
+    from vtcav_common.scale.merge import merge_files
 
     messages.set_quiet(quiet)
     if output is None:                     # the earlier form: OUT SHARD...
         output, shards = shards[0], shards[1:]
-        from vtcav_common.files import refuse_overwriting_inputs
+        from vtcav_common.core.files import refuse_overwriting_inputs
 
         refuse_overwriting_inputs([p for p in shards if os.path.isfile(p)], [output])
     if not shards:

@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import files, frame, messages, options
-from vtcav_common.errors import UsageError, VtcavError
-from vtcav_common.records import read_jsonl
+from vtcav_common.core import files, messages
+from vtcav_common.cli import frame, options
+from vtcav_common.core.errors import UsageError, VtcavError
+from vtcav_common.formats.records import read_jsonl
 
 PROG = "vt-report"
 NEEDED = ("target", "layer", "concept", "against", "mean", "p", "significant")

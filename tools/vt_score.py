@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli, options, selection
+from vtcav_common import cli
+from vtcav_common.cli import options
+from vtcav_common.core import selection
 
 app = cli.make_app(
     "vt-score",
@@ -46,7 +48,7 @@ def score(
     version: bool = options.version(),
 ) -> None:
     cli.set_quiet(quiet)
-    from vtcav_common.records import write_records
+    from vtcav_common.formats.records import write_records
     from vtcav_common.tcav import ScoreOptions, score_cavs
 
     if selection.is_pattern(set_name):  # --set 'right_*': the one gradients set it matches

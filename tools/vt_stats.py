@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli, options, selection
-from vtcav_common.records import read_jsonl, write_records
+from vtcav_common import cli
+from vtcav_common.cli import options
+from vtcav_common.core import selection
+from vtcav_common.formats.records import read_jsonl, write_records
 from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores, controls,
                                 corrections, methods, motion, significance_tests, strict)
 
@@ -77,7 +79,7 @@ def stats(
         raise cli.UsageError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
     for path in (plot, motion_plot):
         if path is not None:
-            from vtcav_common.plots import check_format
+            from vtcav_common.stats.plots import check_format
             check_format(path)
     twins: dict[str, list[dict]] = {}
 
@@ -120,7 +122,7 @@ def stats(
         if warning:
             cli.warn(warning)
     if plot:
-        from vtcav_common.plots import plot_scores
+        from vtcav_common.stats.plots import plot_scores
         plot_scores(results, plot, title)
         cli.info(f"vt-stats: figure written to {plot}")
     if motion_plot:

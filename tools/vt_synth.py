@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import frame, messages, options
-from vtcav_common.errors import UsageError
+from vtcav_common.cli import frame, options
+from vtcav_common.core import messages
+from vtcav_common.core.errors import UsageError
 from vtcav_common.synth import WORLDS, WorldSpec, generate_world, world_classes
 
 app = frame.make_app(

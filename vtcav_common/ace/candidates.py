@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli
-from ..clipsets import ClipSetWriter, Sampling
-from ..errors import UsageError, VtcavError
-from ..records import VideoLabel, looks_like_manifest, read_manifest
-from ..video import find_videos
-from .store import SupervoxelAppender
+from ..formats.clips import ClipSetWriter, Sampling
+from ..core.errors import UsageError, VtcavError
+from ..formats.records import VideoLabel, looks_like_manifest, read_manifest
+from ..core.video import find_videos
+from ..formats.supervoxels import SupervoxelAppender
 from .supervoxels import SegmentParams, load_volume, video_candidates
 
 TOOL = "vt-ace"

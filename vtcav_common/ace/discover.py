@@ -29,17 +29,19 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import KMeans
 
-from .. import cli, clipsets, h5io
-from ..classifiers import check_classifier
-from ..clipsets import ClipSetWriter
+from .. import cli
+from ..formats import clips as clipsets
+from ..core import h5io
+from ..tcav.classifiers import check_classifier
+from ..formats.clips import ClipSetWriter
 from ..embed import clipset_inputs, embed, manifest_inputs
-from ..errors import IncompatibleError, UsageError, VtcavError
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel
 from ..stats import CORRECTIONS, significance_tests
 from ..tcav import FitOptions, fit_cavs, quiet_convergence, score_cavs
 from .candidates import CANDIDATE_SET, TOOL
 from .features import Embedder
-from .store import SupervoxelAppender, read_rows, require_supervoxel_set
+from ..formats.supervoxels import SupervoxelAppender, read_rows, require_supervoxel_set
 from .supervoxels import SegmentParams
 
 CONCEPT_PREFIX = "ace"

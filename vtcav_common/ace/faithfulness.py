@@ -32,10 +32,12 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import cli, clipsets, h5io
-from ..errors import IncompatibleError, UsageError, VtcavError
+from .. import cli
+from ..formats import clips as clipsets
+from ..core import h5io
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel
-from ..records import VideoLabel, read_jsonl
+from ..formats.records import VideoLabel, read_jsonl
 from .features import Embedder
 from .supervoxels import SegmentParams, compose, load_volume, video_candidates
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import LayerPass
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..models.base import LoadedModel, preprocess
 from ..models.layers import describe_layers, model_device, resolve_layers
 

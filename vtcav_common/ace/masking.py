@@ -50,11 +50,12 @@ import numpy as np
 import torch
 from scipy import stats as sstats
 
-from .. import cli, h5io
-from ..errors import IncompatibleError, UsageError, VtcavError
+from .. import cli
+from ..core import h5io
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel, first_tensor, preprocess
 from ..models.layers import model_device
-from ..shard import Shard
+from ..scale.shard import Shard
 from .supervoxels import load_volume
 from .vtcd import TOOL, ConceptModel, LayerGrid, Tubelets
 
@@ -485,8 +486,8 @@ def gt_overlap(model: ConceptModel, tubelets: Tubelets, gt_path: str) -> dict[st
 
     ``gt_path`` is detection JSONL with true boxes (vt-synth's gt.jsonl, or a tracker's output).
     """
-    from ..records import read_jsonl
-    from .store import read_column, source_mask
+    from ..formats.records import read_jsonl
+    from ..formats.supervoxels import read_column, source_mask
     from .vtcd import TUBELET_SET
 
     boxes: dict[tuple[str, int], list[tuple[str, list[float]]]] = defaultdict(list)

@@ -20,9 +20,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .. import clipsets
-from ..errors import VtcavError
-from ..files import atomic_path
+from ..formats import clips as clipsets
+from ..core.errors import VtcavError
+from ..core.files import atomic_path
 
 GAP = 2            # pixels between tiles
 HEADER = 18        # pixels of the header line
@@ -84,7 +84,7 @@ def write_sheets(path: str, out_dir: str | Path, ranking: dict[str, dict] | None
     ``videos`` (a labels manifest or a folder) finds each member's video, for its frame
     rate: time spans are then in seconds, otherwise in source frames.
     """
-    from ..review import clip_sources  # review builds on these sheets
+    from ..concepts.review import clip_sources  # review builds on these sheets
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .. import video
+from ..core import video
 from ..concepts import context_window, crop_resize
-from ..errors import UsageError, VtcavError
+from ..core.errors import UsageError, VtcavError
 
 DEFAULT_RESOLUTIONS = (15, 50, 80)
 DEFAULT_FILL = 117          # ACE's grey: close to the usual normalisation means (0.45 x 255)

@@ -49,15 +49,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import cli, clipsets, h5io
-from ..clipsets import ClipSetWriter, Sampling
+from .. import cli
+from ..formats import clips as clipsets
+from ..core import h5io
+from ..formats.clips import ClipSetWriter, Sampling
 from ..embed import h5_name
-from ..errors import IncompatibleError, UsageError, VtcavError
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel, preprocess
 from ..models.layers import describe_layers, model_device, resolve_layers
-from ..records import VideoLabel
-from ..shard import Shard
-from .store import SupervoxelAppender, read_rows, require_supervoxel_set
+from ..formats.records import VideoLabel
+from ..scale.shard import Shard
+from ..formats.supervoxels import SupervoxelAppender, read_rows, require_supervoxel_set
 from .supervoxels import SegmentParams, load_volume, video_candidates
 
 TOOL = "vt-ace"
@@ -122,7 +124,7 @@ class FeatureGrid:
     """One forward pass of a video: every layer's output as ``G x C`` (positions x channels)."""
 
     def __init__(self, loaded: LoadedModel, grids: list[LayerGrid]):
-        from ..embed_pass import LayerPass
+        from ..embed.layer_pass import LayerPass
 
         self.loaded = loaded
         self.grids = grids

@@ -26,10 +26,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import cli, clipsets
-from ..errors import IncompatibleError, UsageError
+from .. import cli
+from ..formats import clips as clipsets
+from ..core.errors import IncompatibleError, UsageError
 from ..models.base import LoadedModel
-from ..records import looks_like_manifest, read_manifest
+from ..formats.records import looks_like_manifest, read_manifest
 from .candidates import select_videos
 from .masking import MaskOptions, faithfulness, gt_overlap, rank_concepts, write_mask_stats
 from .supervoxels import SegmentParams

@@ -24,7 +24,7 @@ Example::
         render_plans(plans, {"ball": writer.add_set("ball", "spatiotemporal", "concept")}, sampling)
 """
 
-from ..parsing import parse_size
+from ..core.parsing import parse_size
 from .catalog import DetectionFilter, LabelFilter, Track, VideoCatalog, VideoEntry, load_tracks
 from .plans import (RANDOM_MIN_FRACTION, ClipPlan, PlanStats, RandomDraw, limit, plan_random, plan_spatial,
                     plan_spatiotemporal, spread)

@@ -10,10 +10,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import records, video
-from ..errors import UsageError, VtcavError
-from ..files import display_name
-from ..messages import warn
+from ..formats import records
+from ..core import video
+from ..core.errors import UsageError, VtcavError
+from ..core.files import display_name
+from ..core.messages import warn
 
 
 # --------------------------------------------------------------------------- videos

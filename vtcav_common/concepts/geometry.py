@@ -111,7 +111,7 @@ def windows_for(plan, frame_w: int, frame_h: int, out_size: tuple[int, int], con
         | (boxes[:, 0] >= frame_w) | (boxes[:, 1] >= frame_h)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        from ..errors import VtcavError
+        from ..core.errors import VtcavError
 
         raise VtcavError(f"{plan.video_path}: box {[round(float(v), 2) for v in boxes[i]]} of {plan.video_id} at "
                          f"frame {int(plan.frames[i])} lies outside the {frame_w}x{frame_h} frame "

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import video
-from ..clipsets import Sampling
-from ..errors import VtcavError
+from ..core import video
+from ..formats.clips import Sampling
+from ..core.errors import VtcavError
 from .catalog import Track, VideoEntry
 
 RANDOM_MIN_FRACTION = 0.3  # random windows span 30-100% of the frame's shorter side

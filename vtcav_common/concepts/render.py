@@ -8,8 +8,8 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from .. import video
-from ..clipsets import Sampling, SetAppender
+from ..core import video
+from ..formats.clips import Sampling, SetAppender
 from .geometry import DEFAULT_CONTEXT, context_window, union_box, windows_for  # noqa: F401  (re-exported)
 from .plans import ClipPlan
 

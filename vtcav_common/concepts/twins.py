@@ -42,8 +42,9 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .. import clipsets, h5io
-from ..errors import UsageError, VtcavError
+from ..formats import clips as clipsets
+from ..core import h5io
+from ..core.errors import UsageError, VtcavError
 
 SEPARATOR = "~"
 KIND = ROLE = "twin"

@@ -52,7 +52,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
     ``need_weights=False`` is for questions the architecture alone answers (its layers):
     sources that otherwise require a checkpoint then build with random weights.
     """
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from .checkpoint import existing_file, is_exported_program, is_torchscript, read_sidecar, sidecar_model
     from .common import LoadRequest, resolve_device
     from .registry import source_for

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .sampling import temporal_indices  # noqa: F401  (importable from here as before)
 
 
@@ -107,7 +107,7 @@ class LoadedModel:
     # source does not know, and vtcav_common.models.layers.usual_layers guesses.
     usual_layers: list[str] | None = None
     # The layer Grad-CAM explains when the user names none; None: the deepest usual
-    # volume (vtcav_common.relevance.default_cam_layer). E.g. a class-token transformer,
+    # volume (vtcav_common.explain.default_cam_layer). E.g. a class-token transformer,
     # whose last layer's grid gets no gradient.
     cam_layer: str | None = None
 

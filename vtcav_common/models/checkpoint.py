@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
+from ..core.errors import UsageError, VtcavError
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
 KEY_PREFIXES = ("module.", "_orig_mod.")

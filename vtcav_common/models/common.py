@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 
-from ..errors import UsageError, VtcavError
-from ..messages import warn
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import warn
 from .base import InputSpec, file_sha256
 from .checkpoint import read_class_names
 
@@ -85,8 +85,8 @@ def spec_problem(spec: InputSpec) -> str:
     clip into NaN, which the model then turns into NaN activations with exit 0."""
     import math
 
-    from ..files import check_memory
-    from ..parsing import MAX_SIDE
+    from ..core.files import check_memory
+    from ..core.parsing import MAX_SIDE
 
     if not all(math.isfinite(v) for v in (*spec.mean, *spec.std)):
         return f"mean {list(spec.mean)} and std {list(spec.std)} must be finite numbers"

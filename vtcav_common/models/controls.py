@@ -27,7 +27,7 @@ and what was re-initialised), carried by vt-cav into the CAV file and by vt-scor
 every score record (``control``: the name, null for a real run). Model controls
 (``reinit``, ``cascade``) change the activations, so files of different model controls
 (or seeds) are refused together (:func:`model_key`, compared by
-:func:`vtcav_common.embeddings.require_same_model`); gradient controls change only the
+:func:`vtcav_common.formats.embeddings.require_same_model`); gradient controls change only the
 gradients, so vt-score accepts real CAVs with a gradient control's gradients
 (:func:`scoring_control`).
 
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import IncompatibleError, UsageError, VtcavError
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import LoadedModel

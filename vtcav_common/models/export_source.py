@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import VtcavError
+from ..core.errors import VtcavError
 from . import common
 from .base import InputSpec, LoadedModel
 from .checkpoint import is_exported_program

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import UsageError
-from ..messages import warn
+from ..core.errors import UsageError
+from ..core.messages import warn
 from . import common
 from .base import InputSpec, LoadedModel
 from .checkpoint import load_strictly, read_checkpoint

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
+from ..core.errors import UsageError, VtcavError
 from .base import LoadedModel, first_tensor
 
 CHANNELS_FIRST = (

@@ -23,7 +23,7 @@ from typing import Sequence
 
 from torch import nn
 
-from ..errors import UsageError, VtcavError
+from ..core.errors import UsageError, VtcavError
 from .base import InputSpec
 
 EXTRA_MISSING = "mmaction2 extra not installed (run shell/install_mmaction.sh or pip install 'vtcav[mmaction]')"

@@ -38,8 +38,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
-from ..messages import warn
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import warn
 from . import common
 from .base import LoadedModel
 from .checkpoint import read_checkpoint_with_meta

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .base import LoadedModel
 from .common import LoadRequest
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
-from ..messages import warn
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import warn
 from . import common
 from .base import InputSpec, LoadedModel
 from .checkpoint import existing_file, is_exported_program, is_torchscript, read_sidecar

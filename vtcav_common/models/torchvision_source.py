@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
-from ..messages import warn
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import warn
 from . import common
 from .base import InputSpec, LoadedModel
 from .checkpoint import load_strictly, read_checkpoint

@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UsageError, VtcavError
-from ..messages import warn
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import warn
 from . import common
 from .base import InputSpec, LoadedModel
 from .checkpoint import read_checkpoint

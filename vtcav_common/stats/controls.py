@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from ..errors import VtcavError
+from ..core.errors import VtcavError
 
 KEY = ("target", "layer", "concept", "against", "kind")
 KEPT = ("p", "p_corrected", "significant", "direction", "mean")

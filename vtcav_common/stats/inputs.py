@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..errors import VtcavError
+from ..core.errors import VtcavError
 
 SCORE_FIELDS = ("target", "layer", "concept", "against", "kind", "score", "magnitude")
 KINDS = ("concept", "null", "relative")

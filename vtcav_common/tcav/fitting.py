@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from .. import cavs_file
-from ..cav import ActivationSpace, CAVFit, check_classifier, fit_cav
-from ..embeddings import MODEL_KEYS, Embeddings, require_same_model
-from ..errors import UsageError, VtcavError
+from ..formats import cavs as cavs_file
+from .cav import ActivationSpace, CAVFit, check_classifier, fit_cav
+from ..formats.embeddings import MODEL_KEYS, Embeddings, require_same_model
+from ..core.errors import UsageError, VtcavError
 from .streaming import (Budget, LayerRows, Linalg, Part, available_memory, choose_linalg, memory_budget,
                         worker_threads)
 

@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..cavs_file import CAVFile
-from ..embeddings import Embeddings, require_same_model
-from ..errors import IncompatibleError, UsageError, VtcavError
+from ..formats.cavs import CAVFile
+from ..formats.embeddings import Embeddings, require_same_model
+from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.controls import scoring_control
-from ..scoring import ConstancyCheck, directional_derivatives, permute_features, tcav_scores
+from .derivatives import ConstancyCheck, directional_derivatives, permute_features, tcav_scores
 
 BATCH_BYTES = 64 << 20      # gradient rows read at a time: about 64 MB, whatever the layer's width
 

@@ -20,8 +20,8 @@ from typing import Container, Iterator
 
 import numpy as np
 
-from ..embeddings import Embeddings, column_slabs
-from ..errors import UsageError, VtcavError
+from ..formats.embeddings import Embeddings, column_slabs
+from ..core.errors import UsageError, VtcavError
 
 MB = 1 << 20
 WORKING_BYTES = 256 * MB       # the Gram matrix's share plus the column block, while the Gram is small

@@ -1,0 +1,1 @@
+"""Scaling out: ``--shard K/N`` and joining the shards' outputs (vt-merge)."""
