@@ -32,7 +32,7 @@ import numpy as np
 
 from ..formats import clips as clipsets
 from ..core import video as videolib
-from ..ace.sheets import contact_sheet, write_png
+from ..core.pictures import contact_sheet, write_png
 from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..core.files import atomic_path
 

@@ -46,6 +46,7 @@ from ..core.errors import UsageError, VtcavError
 from ..core.files import display_name
 from ..core.messages import info, progress
 from .pooling import Pooling, pooled_shape
+from .precision import PRECISIONS  # noqa: F401  (the front end lists them)
 from ..formats.records import filter_manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,6 @@ if TYPE_CHECKING:  # pragma: no cover
 TOOL = "vt-embed"
 DTYPES = ("float16", "float32")        # storage types of activations and gradients
 MANIFEST_SET = "inputs"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def __getattr__(name: str):

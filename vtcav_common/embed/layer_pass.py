@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import PRECISIONS
+from .precision import PRECISIONS
 from ..core.errors import UsageError, VtcavError
 from ..models.base import LayerRecorder, LoadedModel, preprocess
 from .pooling import Pooling, pool

@@ -22,7 +22,7 @@ from ..formats.records import filter_manifest, json_line, looks_like_manifest, r
 from .selective import MassCounter, SampledVideo, box_mask, read_moving_boxes, sample_with_motion, selective_filter
 from ..core.video import find_videos, iter_frames, probe
 from .explainer import Explainer, Explanation
-from ..formats.relevance import MapSink, provenance as maps_provenance
+from ..formats.relevance import MapSink
 
 # --------------------------------------------------------------------------- the whole run
 @dataclass(frozen=True)
@@ -197,3 +197,16 @@ def _pictures(video: VideoItem, outcome: _Outcome, options: ExplainOptions, expl
                                     bar_label=options.method)
     overlay.write_overlay_video(folder / f"{stem}.{options.picture_format}", frames, sampled.fps,
                                 options.picture_format)
+
+
+def maps_provenance(loaded: LoadedModel, explainer: Explainer, options: ExplainOptions,
+                    target_index: int | None, videos: list[VideoItem]) -> dict:
+    """The relevance file's provenance: the model, the method and every setting of the run."""
+    motion = ({"source": "gt", "file": Path(options.gt).name} if options.gt else
+              {"source": "frame-difference", "threshold": options.motion_threshold})
+    return {"model": loaded.provenance, "input": loaded.input_spec.to_dict(), "method": options.method,
+            "layer": explainer.layer, "grid": list(options.grid) if options.grid else None,
+            "target": None if target_index is None else loaded.class_names[target_index],
+            "target_index": target_index, "target_rule": "given" if target_index is not None else "predicted",
+            "sigma": options.sigma, "selective_kernel": "temporal sobel 3x3x3, replicate padding",
+            "motion": motion, "seed": options.seed, "videos": len(videos)}

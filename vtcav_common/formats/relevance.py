@@ -1,20 +1,12 @@
 """The relevance file (HDF5, kind ``relevance``): one row per video of maps, verdicts and
-motion shares, written as each video is done, and its provenance."""
+motion shares, written as each video is done (its provenance: :func:`vtcav_common.explain.run.maps_provenance`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from ..core import h5io
-from ..models.base import LoadedModel
-from ..explain.explainer import Explainer
-
-if TYPE_CHECKING:
-    from ..explain.run import ExplainOptions, VideoItem, _Outcome
 
 
 class MapSink:
@@ -42,7 +34,8 @@ class MapSink:
         self.plain = h5io.dataset(handle, "plain", **map_options)
         self.selective = h5io.dataset(handle, "selective", **map_options) if selective else None
 
-    def write(self, row: int, video: VideoItem, outcome: _Outcome) -> None:
+    def write(self, row: int, video, outcome) -> None:
+        """Row ``row``: ``video`` a :class:`~vtcav_common.explain.run.VideoItem`, ``outcome`` its explanation."""
         result, sampled = outcome.explanation, outcome.sampled
         names = self.class_names
         for name, value in (("ids", video.video_id), ("paths", video.path), ("labels", video.label or ""),
@@ -64,15 +57,3 @@ class MapSink:
 
 def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
-
-
-def provenance(loaded: LoadedModel, explainer: Explainer, options: ExplainOptions, target_index: int | None,
-                videos: list[VideoItem]) -> dict:
-    motion = ({"source": "gt", "file": Path(options.gt).name} if options.gt else
-              {"source": "frame-difference", "threshold": options.motion_threshold})
-    return {"model": loaded.provenance, "input": loaded.input_spec.to_dict(), "method": options.method,
-            "layer": explainer.layer, "grid": list(options.grid) if options.grid else None,
-            "target": None if target_index is None else loaded.class_names[target_index],
-            "target_index": target_index, "target_rule": "given" if target_index is not None else "predicted",
-            "sigma": options.sigma, "selective_kernel": "temporal sobel 3x3x3, replicate padding",
-            "motion": motion, "seed": options.seed, "videos": len(videos)}

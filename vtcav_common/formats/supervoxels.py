@@ -32,7 +32,6 @@ from . import clips as clipsets
 from ..core import h5io
 from .clips import SetAppender
 from ..core.errors import VtcavError
-from ..ace.supervoxels import Candidate
 
 SEGMENT_COLUMNS = ("resolution", "label", "voxels")
 
@@ -57,9 +56,10 @@ class SupervoxelAppender:
     def count(self) -> int:
         return self.appender.count
 
-    def append(self, candidates: Sequence[Candidate], video_ids: Sequence[str], frames: np.ndarray,
+    def append(self, candidates: Sequence, video_ids: Sequence[str], frames: np.ndarray,
                source_shapes: np.ndarray) -> None:
-        """Add candidates; ``frames`` (n x T) are their source frame indices."""
+        """Add candidates (:class:`~vtcav_common.ace.supervoxels.Candidate`); ``frames`` (n x T) are their
+        source frame indices."""
         n = len(candidates)
         if n == 0:
             return

@@ -192,9 +192,12 @@ def shard_plans(plans: list, shard: Shard | None, append: bool = False) -> tuple
     if append:
         raise UsageError("--shard writes a file of its own: join the shards with vt-merge, then add sets to it "
                          "(vt-concepts merge)")
-    from ..concepts import by_video
-
-    ordered = [plan for _, group in by_video(plans) for plan in group]
+    # videos in order of first appearance, each video's plans in order: the order in which
+    # concepts.render.by_video cuts and writes them (no import of the concepts stage here)
+    by_video: dict[str, list] = {}
+    for plan in plans:
+        by_video.setdefault(plan.video_path, []).append(plan)
+    ordered = [plan for group in by_video.values() for plan in group]
     per_set: dict[str, list] = {}
     for plan in ordered:
         per_set.setdefault(plan.set_name, []).append(plan)

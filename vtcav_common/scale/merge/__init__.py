@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ...core.errors import IncompatibleError, UsageError, VtcavError
 from ..shard import SIDECAR_SUFFIX, sidecar_path
+from .provenance import SHARD_LISTS, join_lists, merged_provenance  # noqa: F401  (importable from here)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Where each HDF5 kind keeps its per-item rows: the groups under this path (None: the root
@@ -38,10 +39,9 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ROW_GROUPS = {"embeddings": "sets", "clips": "concepts", "relevance": None, "masking": None}
 # Settings that may differ between shards without changing a result (where a shard ran).
 LOCAL_SETTINGS = {"device", "batch", "batch_size"}
-# Per-kind provenance keys that count a shard's own items (the merge writes the total), or
-# list them (the merge joins the lists in shard order).
+# Per-kind provenance keys that count a shard's own items (the merge writes the total); the
+# keys that list them are SHARD_LISTS (.provenance).
 SHARD_COUNTS = {"relevance": {"videos"}, "masking": {"videos"}}
-SHARD_LISTS = {"clips": {"videos"}}
 
 
 @dataclass
@@ -204,18 +204,3 @@ def _merge_jsonl(shards: list[ShardFile], out: str) -> int:
                     target.write(line)
                     lines += 1
     return lines
-
-
-def merged_provenance(shards: list[ShardFile]) -> dict:
-    provenance = join_lists(shards[0].kind, [s.provenance for s in shards])
-    provenance["merged_from"] = {"count": len(shards), "files": [Path(s.path).name for s in shards]}
-    return provenance
-
-
-def join_lists(kind: str, provenances: list[dict]) -> dict:
-    """Shard 0's provenance without its shard record, per-shard lists joined in shard order."""
-    joined = {k: v for k, v in provenances[0].items() if k != "shard"}
-    for key in SHARD_LISTS.get(kind, ()):
-        if all(isinstance(p.get(key), list) for p in provenances):
-            joined[key] = [item for p in provenances for item in p[key]]
-    return joined

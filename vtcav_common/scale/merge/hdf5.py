@@ -12,6 +12,7 @@ import numpy as np
 
 from ...core.errors import IncompatibleError, VtcavError
 from ...core.files import temp_name
+from .provenance import join_lists, merged_provenance
 
 COPY_ROWS_BYTES = 64 << 20   # copy at most this much per read: memory stays bounded
 
@@ -61,8 +62,6 @@ def _check_layout(shards, files, rows: dict[str, str], row_group: str | None) ->
 
 def merge_hdf5(shards, out: str, row_group: str | None, copy: bool = False) -> int:
     """Write the merged HDF5 file atomically; returns the number of rows joined (all groups)."""
-    from . import merged_provenance
-
     files = [h5py.File(s.path, "r") for s in shards]
     try:
         rows = _row_datasets(files[0], row_group)
@@ -128,8 +127,6 @@ def _copy_tree(src: h5py.Group, dst: h5py.Group, files, shards, rows, out_dir: P
 
 
 def _group_provenance(shards, files, path: str) -> str:
-    from . import join_lists
-
     try:
         provenances = [json.loads(f[path].attrs["provenance"]) for f in files]
     except (KeyError, ValueError, TypeError):
