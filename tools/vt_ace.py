@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options as opt
 from vtcav_common.scale import shard as sharding
 from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
@@ -20,7 +21,7 @@ from vtcav_common.formats.records import read_jsonl, write_records
 # The model-side modules (torch, torchvision, scikit-learn) are imported by the commands that
 # need them, so that `supervoxels`, `sheet` and bad input answer without loading them.
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-ace",
     help="3D-ACE (Ji et al. 2022): discover a class's concepts automatically. Cut the class's videos "
          "into supervoxels (SLIC over time and space, three resolutions), cluster their activations "
@@ -72,7 +73,7 @@ def supervoxels(
     version: bool = opt.version(),
 ) -> None:
     """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     params = SegmentParams(parse_resolutions(resolutions), compactness, sigma, min_fraction, max_iou, fill)
     sampling = Sampling(frames, opt.parse_size(size), 1)
@@ -87,7 +88,7 @@ def supervoxels(
         chosen = part.take(chosen)
     started = time.perf_counter()
     count = write_candidates(chosen, out, params, sampling, label, name=name, provenance=provenance)
-    cli.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
+    messages.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
              f"({time.perf_counter() - started:.1f} s)")
 
 
@@ -136,7 +137,7 @@ def discover(
 
     from vtcav_common.ace.discover import DiscoverOptions, check_inputs, discover as run_discovery
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     options = DiscoverOptions(layer=layer, k=k, min_members=min_members, max_members=max_members, grid=grid,
                               seed=seed, classifier=classifier, correction=correction, alpha=alpha,
                               split=split or None, batch_size=batch_size)
@@ -151,15 +152,15 @@ def discover(
         given = read_features(features, loaded, layer, grid, candidates, set_name, info.n)
     result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir,
                            features=given)
-    with cli.open_text_output(ranking) as handle:
+    with files.open_text_output(ranking) as handle:
         write_records(result.ranking, handle)
     flagged = sum(not r["significant"] for r in result.ranking)
-    cli.info(f"vt-ace: {len(result.concepts)} concepts from {result.n_candidates} candidates -> {out}; "
+    messages.info(f"vt-ace: {len(result.concepts)} concepts from {result.n_candidates} candidates -> {out}; "
              f"{flagged} not significant ({time.perf_counter() - started:.1f} s)")
     for row in result.ranking:
         side = "above" if row["direction"] == "+" else "below"
         verdict = f"significantly {side}" if row["significant"] else f"{side}, not significant"
-        cli.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f} "
+        messages.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f} "
                  f"(random {row['null_mean']:.3f}): {verdict}; p {row['p']:.2g}, {row['correction']}-corrected p "
                  f"{row['p_corrected']:.2g}  {row['members']} members")
 
@@ -188,12 +189,12 @@ def features(
     for `vt-ace discover --features`."""
     from vtcav_common.ace.feature_step import write_features
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
     rows = write_features(loaded, candidates, set_name, layer, grid, batch_size, out, part)
-    cli.info(f"vt-ace: features of {rows} candidates at {layer} (grid {grid}) -> {out} "
+    messages.info(f"vt-ace: features of {rows} candidates at {layer} (grid {grid}) -> {out} "
              f"({time.perf_counter() - started:.1f} s)")
 
 
@@ -227,7 +228,7 @@ def faithfulness(
     from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness,
                                                format_tables, markdown_tables, read_concept_model, read_ranking)
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     concept_model = read_concept_model(concepts)          # refuse bad input before loading the model
     read_ranking(ranking, concept_model.names)
     target = label or concept_model.target
@@ -235,13 +236,13 @@ def faithfulness(
     loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
     options = FaithfulnessOptions(max_concepts, repeats, seed, batch_size)
     records = run_faithfulness(loaded, concepts, ranking, chosen, options, target)
-    with cli.open_text_output(output) as handle:
+    with files.open_text_output(output) as handle:
         write_records(records, handle)
     if table is not None:
-        with cli.open_text_output(str(table)) as handle:
+        with files.open_text_output(str(table)) as handle:
             handle.write(markdown_tables(records) + "\n")
     for line in format_tables(records):
-        cli.info(line)
+        messages.info(line)
 
 
 @app.command(epilog="Example:\n\n"
@@ -261,12 +262,12 @@ def sheet(
 ) -> None:
     """A contact-sheet PNG per concept: member clips (rows) x frames (columns), each row captioned with
     its source video and the time span the member covers there."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     ranks = {record["concept"]: record for _, record in read_jsonl(ranking)} if ranking else None
     written = write_sheets(concepts, out_dir, ranks, members, frames, scale, role, videos)
     if not written:
-        raise cli.VtcavError(f"{concepts}: no sets of role '{role}' to draw")
-    cli.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")
+        raise errors.VtcavError(f"{concepts}: no sets of role '{role}' to draw")
+    messages.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")
 
 
 VTCD_MODEL = "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt"
@@ -317,7 +318,7 @@ def tubelets(
     from vtcav_common.ace.vtcd import write_tubelets
     from vtcav_common.models.layers import parse_layer_list
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     params = SegmentParams(parse_resolutions(resolutions), compactness)
     chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
@@ -327,7 +328,7 @@ def tubelets(
     count = write_tubelets(chosen, out, loaded, parse_layer_list(layers), params,
                            labels[0] if len(labels) == 1 else None,
                            {"videos_source": Path(videos).name, "split": split}, part)
-    cli.info(f"vt-ace: {count} tubelets -> {out} ({time.perf_counter() - started:.1f} s)")
+    messages.info(f"vt-ace: {count} tubelets -> {out} ({time.perf_counter() - started:.1f} s)")
 
 
 @app.command(epilog="Examples (one command, from videos to ranked concepts):\n\n"
@@ -399,7 +400,7 @@ def vtcd(
     from vtcav_common.ace.faithfulness import format_tables, markdown_tables
     from vtcav_common.ace.vtcd_run import format_ranking, markdown_ranking, run_vtcd
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     settings = _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max,
                               max_members, masks, rate, null_copies, bootstrap, alpha, response, cells, seed,
                               batch_size, faith is not None, max_concepts, gt)
@@ -407,12 +408,12 @@ def vtcd(
     started = time.perf_counter()
     result = run_vtcd(loaded, source, settings, out, videos, concepts, stats, work_dir, concepts_only)
     if result is None:
-        cli.info(f"vt-ace: concepts -> {out} ({time.perf_counter() - started:.1f} s)")
+        messages.info(f"vt-ace: concepts -> {out} ({time.perf_counter() - started:.1f} s)")
         return
-    with cli.open_text_output(ranking) as handle:
+    with files.open_text_output(ranking) as handle:
         write_records(result.ranking, handle)
     if faith is not None:
-        with cli.open_text_output(faith) as handle:
+        with files.open_text_output(faith) as handle:
             write_records(result.faithfulness, handle)
     if table is not None:
         parts = [markdown_ranking(result.ranking, result.summary)]
@@ -420,19 +421,19 @@ def vtcd(
             # 3D-ACE's tables, on the masked videos themselves (not held-out ones)
             parts.append(markdown_tables([r for r in result.faithfulness if r["layer"] == layer]).replace(
                 " test videos,", " videos (the masked ones),"))
-        with cli.open_text_output(str(table)) as handle:
+        with files.open_text_output(str(table)) as handle:
             handle.write("\n\n".join(parts) + "\n")
     if sheets is not None:
         sources = videos if videos else (None if source.endswith((".h5", ".hdf5")) else source)
         written = write_sheets(concepts or str(out), sheets, {r["concept"]: r for r in result.ranking},
                                videos=sources)
-        cli.info(f"vt-ace: {len(written)} contact sheets in {sheets}")
-    cli.info(f"vt-ace: {len(result.ranking)} concepts ranked ({time.perf_counter() - started:.1f} s)")
+        messages.info(f"vt-ace: {len(written)} contact sheets in {sheets}")
+    messages.info(f"vt-ace: {len(result.ranking)} concepts ranked ({time.perf_counter() - started:.1f} s)")
     for line in format_ranking(result.ranking, result.summary):
-        cli.info(line)
+        messages.info(line)
     for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
         for line in format_tables([r for r in result.faithfulness if r["layer"] == layer], "mean_prob"):
-            cli.info(f"  {layer}: {line}")
+            messages.info(f"  {layer}: {line}")
 
 
 @app.command(epilog="Example (after vt-ace vtcd ... --work-dir work -o concepts.h5):\n\n"
@@ -466,7 +467,7 @@ def masks(
     from vtcav_common.ace.vtcd import read_concept_model, read_tubelets, require_same_model
     from vtcav_common.ace.vtcd_run import video_paths
 
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     options = MaskOptions(masks=count, rate=rate, null_copies=null_copies, seed=seed, batch_size=batch_size,
                           response=response, cells=cells)
@@ -478,7 +479,7 @@ def masks(
     require_same_model(concept_model.provenance, loaded, concepts)
     started = time.perf_counter()
     done = write_mask_stats(loaded, concept_model, tubes, paths, target or concept_model.target, options, out, part)
-    cli.info(f"vt-ace: masking statistics of {done} videos -> {out} ({time.perf_counter() - started:.1f} s)")
+    messages.info(f"vt-ace: masking statistics of {done} videos -> {out} ({time.perf_counter() - started:.1f} s)")
 
 
-main = cli.entry(app, "vt-ace")
+main = frame.entry(app, "vt-ace")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, messages
 from vtcav_common.cli import options
 from vtcav_common.core import selection
 from vtcav_common.tcav.classifiers import check_classifier, classifier_help
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-cav",
     help="Fit Concept Activation Vectors from vt-embed activations: every concept set against "
          "every random set at every layer, the random-vs-random CAVs of the null distribution, "
@@ -32,7 +33,7 @@ def _parse_relative(values: list[str]) -> list[tuple[str, str]]:
     for value in values:
         a, sep, b = value.partition(":")
         if not sep or not a or not b:
-            raise cli.UsageError(f"--relative expects A:B (two concept set names), got '{value}'")
+            raise errors.UsageError(f"--relative expects A:B (two concept set names), got '{value}'")
         pairs.append((a, b))
     return pairs
 
@@ -73,12 +74,12 @@ def cav(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     from vtcav_common.tcav import FitOptions, fit_cavs
 
     check_classifier(classifier)
     if max_memory is not None and max_memory < 1:
-        raise cli.UsageError(f"--max-memory must be a positive number of MB, got {max_memory}")
+        raise errors.UsageError(f"--max-memory must be a positive number of MB, got {max_memory}")
     options = FitOptions(classifier=classifier, seed=seed, agreement=agreement, device=device,
                          max_memory=None if max_memory is None else int(max_memory * (1 << 20)),
                          skip_nonfinite=skip_nonfinite, null_partners=null_partners)
@@ -90,7 +91,7 @@ def cav(
         pairs += [pair for pair in twin_pairs(known) if pair not in pairs]
     fit_cavs(embeddings, output, layers=[name for name in layers.split(",") if name], concepts=concepts,
              relative=pairs, relative_resamples=relative_resamples, options=options,
-             info=lambda message: cli.info(f"vt-cav: {message}"), warn=cli.warn)
+             info=lambda message: messages.info(f"vt-cav: {message}"), warn=messages.warn)
 
 
-main = cli.entry(app, "vt-cav")
+main = frame.entry(app, "vt-cav")

@@ -11,7 +11,8 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.formats import clips as clipsets
 from vtcav_common.cli import options as opt
 from vtcav_common.scale import shard as sharding
@@ -29,7 +30,7 @@ TOOL = "vt-concepts"
 # Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-app = cli.make_app(
+app = frame.make_app(
     TOOL,
     help="Cut concept clip sets for Video-TCAV from detections (`vt-detect`, or any detector's JSONL in "
          "the same record format) and videos, and random sets to test them against. Each set is one "
@@ -116,7 +117,7 @@ class ObjectOptions:
     def tracks(self):
         tracks, _ = load_tracks(self.detections, self.keep, self.catalog, self.max_gap)
         if not tracks:
-            raise VtcavError(f"{cli.display_name(self.detections)}: no detections of {self.describe()}")
+            raise VtcavError(f"{files.display_name(self.detections)}: no detections of {self.describe()}")
         return tracks
 
     def describe(self) -> str:
@@ -153,7 +154,7 @@ def _write_concept(out: Path, options: ObjectOptions, plans, stats: PlanStats, n
                    geometry: str, description: str, provenance: dict, append: bool, replace: bool,
                    context: float) -> None:
     if not plans:
-        raise VtcavError(f"{cli.display_name(options.detections)}: no usable {kind} clips of "
+        raise VtcavError(f"{files.display_name(options.detections)}: no usable {kind} clips of "
                          f"{options.describe()} ({stats.too_short} track(s) shorter than {stats.span} frames; "
                          f"lower --min-track, --frames or --frame-stride)")
     run = {"command": kind, **provenance}
@@ -162,7 +163,7 @@ def _write_concept(out: Path, options: ObjectOptions, plans, stats: PlanStats, n
                                 labels=sorted(options.label_filter.labels), geometry=geometry,
                                 description=description, provenance=run)
         render_plans(plans, {name: target}, options.sampling, context,
-                     progress=lambda it, n: cli.progress(it, n, f"{name}"))
+                     progress=lambda it, n: messages.progress(it, n, f"{name}"))
     extra = [f"{stats.tracks} eligible"] if stats.tracks != len(stats.used_tracks) else []
     if stats.too_short:
         extra.append(f"{stats.too_short} too short")
@@ -170,7 +171,7 @@ def _write_concept(out: Path, options: ObjectOptions, plans, stats: PlanStats, n
         extra.append(f"{stats.stretched} stretched")
     if stats.dropped_by_max:
         extra.append(f"{stats.dropped_by_max} clips over --max-clips left out")
-    cli.info(f"{TOOL}: {name}: {len(plans)} clips from {len(stats.videos)} videos, {len(stats.used_tracks)} tracks"
+    messages.info(f"{TOOL}: {name}: {len(plans)} clips from {len(stats.videos)} videos, {len(stats.used_tracks)} tracks"
              f"{' (' + '; '.join(extra) + ')' if extra else ''} -> {out}")
 
 
@@ -206,11 +207,11 @@ def spatial(
     replace: bool = _replace(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
-    version: bool = cli.version_option(),
+    version: bool = frame.version_option(),
 ) -> None:
     """**Static** concept clips: one frame's crop of an object (a square window with context,
     clipped to the frame, resized to H x W), repeated over the T frames."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
                             frames, size, stride)
     name = name or default_name("spatial", classes, labels, exclude)
@@ -265,12 +266,12 @@ def spatiotemporal(
     replace: bool = _replace(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
-    version: bool = cli.version_option(),
+    version: bool = frame.version_option(),
 ) -> None:
     """**Dynamic** concept clips: the same object along its track over T frames, `--frame-stride`
     apart. Use the default `--geometry window` for motion concepts: with `follow` the crop moves
     with the object, which then looks static while the background slides the opposite way."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     if geometry not in track_geometries():
         raise UsageError(f"--geometry must be {' or '.join(track_geometries())}, got '{geometry}'")
     options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
@@ -279,7 +280,7 @@ def spatiotemporal(
     clipsets.check_set_name(name)
     tracks = options.tracks()
     if all(track.track_id < 0 for track in tracks):
-        raise VtcavError(f"{cli.display_name(detections)}: the detections of {options.describe()} have no "
+        raise VtcavError(f"{files.display_name(detections)}: the detections of {options.describe()} have no "
                          f"track ids, and spatiotemporal clips follow tracks (run vt-detect with a tracker)")
     plans, stats = plan_spatiotemporal(tracks, name, options.sampling, geometry, per_track, min_track)
     plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
@@ -320,15 +321,15 @@ def random(
     replace: bool = _replace(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = _quiet(),
-    version: bool = cli.version_option(),
+    version: bool = frame.version_option(),
 ) -> None:
     """**Random** sets: R independent sets of clips, each a random window (random size and position)
     at a random start frame of a random video (optionally only videos of some labels, or not of
     the target's, e.g. `--exclude-label right`). No clip is drawn twice. Use the same `--frames`,
     `--size` and `--frame-stride` as the concepts they are tested against."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     if role not in ("random", "concept"):
-        raise cli.UsageError(f"--role is 'random' or 'concept', got '{role}'")
+        raise errors.UsageError(f"--role is 'random' or 'concept', got '{role}'")
     catalog = VideoCatalog.open(videos)
     label_filter = LabelFilter(frozenset(labels or ()), frozenset(exclude or ()), split)
     label_filter.check(catalog)
@@ -356,9 +357,9 @@ def random(
                                             description=f"random windows from {source}",
                                             provenance={**run, "set_index": i})
                    for i, set_name in enumerate(names)}
-        render_plans(plans, targets, sampling, progress=lambda it, n: cli.progress(it, n, "random"))
+        render_plans(plans, targets, sampling, progress=lambda it, n: messages.progress(it, n, "random"))
     used = {p.video_id for p in plans}
-    cli.info(f"{TOOL}: {sets} random sets x {per_set} clips from {len(used)} of {len(entries)} {source} -> {out}")
+    messages.info(f"{TOOL}: {sets} random sets x {per_set} clips from {len(used)} of {len(entries)} {source} -> {out}")
 
 
 @app.command(epilog="Example:\n\n    vt-concepts merge ball.h5 square.h5 random.h5 -o concepts.h5")
@@ -367,13 +368,13 @@ def merge(
     out: Path = _out(),
     replace: bool = _replace(),
     quiet: bool = _quiet(),
-    version: bool = cli.version_option(),
+    version: bool = frame.version_option(),
 ) -> None:
     """Combine the sets of several clip-set files into one. Files with different T, H x W or
     frame stride are refused; a set name found twice is refused unless `--replace`."""
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     names = clipsets.merge_files(inputs, out, TOOL, replace=replace)
-    cli.info(f"{TOOL}: merged {len(names)} sets from {len(inputs)} files -> {out}")
+    messages.info(f"{TOOL}: merged {len(names)} sets from {len(inputs)} files -> {out}")
 
 
 @app.command(name="list", epilog="Example:\n\n    vt-concepts list concepts.h5 | jq -r .name")
@@ -381,7 +382,7 @@ def list_(
     path: Path = typer.Argument(..., help="A clip-set HDF5 file."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Only these sets: names or patterns such as "
                                                                  "'random_*' (repeatable)."),
-    version: bool = cli.version_option(),
+    version: bool = frame.version_option(),
 ) -> None:
     """The sets of a clip-set file, one JSON record a line on stdout (name, kind, role, n, T, H, W, ...)."""
     from vtcav_common.core import selection
@@ -398,4 +399,4 @@ vt_concepts_curate.register(app)
 from tools import vt_concepts_twins  # noqa: E402  (twins: in a module of its own)
 
 vt_concepts_twins.register(app)
-main = cli.entry(app, TOOL)
+main = frame.entry(app, TOOL)

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
 from vtcav_common.core import selection
 from vtcav_common.scale import shard as sharding
@@ -17,7 +18,7 @@ from vtcav_common.models.controls import HELP as CONTROL_HELP, parse_control
 from vtcav_common.embed.pooling import HELP as POOL_HELP, parse_pool
 from vtcav_common.formats.records import looks_like_manifest
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-embed",
     help="Run a video model over concept clips (a clip-set HDF5 from vt-concepts) and/or the videos "
          "of a labels manifest (several inputs go into one file), and write the activations of the named "
@@ -89,10 +90,10 @@ def main_command(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)   # a bad K/N is a usage error before any file is read
     if dtype not in DTYPES or grad_dtype not in DTYPES:
-        raise cli.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
+        raise errors.UsageError(f"--dtype and --grad-dtype take {' or '.join(DTYPES)}, got '{dtype}'/'{grad_dtype}'")
     pooling = parse_pool(pool)
     chosen_control = parse_control(control, seed)
     from vtcav_common.models.layers import parse_layer_list, usual_layers
@@ -106,12 +107,12 @@ def main_command(
         _print_layers(loaded, all_layers)
         return
     if not inputs or output is None:
-        raise cli.UsageError("give INPUTS and -o OUTPUT.h5 (or --list-layers)")
+        raise errors.UsageError("give INPUTS and -o OUTPUT.h5 (or --list-layers)")
     if grad_sets and target is None:
-        raise cli.UsageError("--grad-set chooses the sets whose gradients --target records; give --target")
+        raise errors.UsageError("--grad-set chooses the sets whose gradients --target records; give --target")
     if not chosen:
         chosen = usual_layers(loaded)
-        cli.info(f"vt-embed: no --layers: the model's usual layers {','.join(chosen)} (see --list-layers)")
+        messages.info(f"vt-embed: no --layers: the model's usual layers {','.join(chosen)} (see --list-layers)")
     input_sets = _input_sets(inputs, loaded, sets, labels, split, name)
     if grad_sets:   # --grad-set 'inputs': only these sets get a backward pass
         grad_sets = selection.select([s.name for s in input_sets], grad_sets, "set", ", ".join(inputs))
@@ -121,20 +122,20 @@ def main_command(
                     batch_size=batch_size, seed=seed, compress=compress, precision=precision, shard=shard_identity,
                     pool=pooling, grad_sets=grad_sets or None, control=chosen_control,
                     inputs_name=", ".join(Path(i).name if i != "-" else "<stdin>" for i in inputs))
-    cli.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
+    messages.info(f"vt-embed: wrote {summary['clips']} clips x {summary['layers']} layers"
              f"{' with gradients' if summary['target_index'] is not None else ''} to {output}")
 
 
 def _input_sets(inputs: list[str], loaded, sets: list[str], labels: list[str], split: Optional[str],
                 name: str) -> list:
     """The sets of every input: a manifest's videos as one set, a clip-set file's sets (or --set's)."""
-    manifests = [i for i in inputs if looks_like_manifest(i) or i == cli.STDIO]
-    if inputs.count(cli.STDIO) > 1:
-        raise cli.UsageError("'-' (stdin) can be given once")
+    manifests = [i for i in inputs if looks_like_manifest(i) or i == files.STDIO]
+    if inputs.count(files.STDIO) > 1:
+        raise errors.UsageError("'-' (stdin) can be given once")
     if sets and len(manifests) == len(inputs):
-        raise cli.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
+        raise errors.UsageError("--set selects clip sets of an HDF5 clip file, not manifest videos")
     if (labels or split) and not manifests:
-        raise cli.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
+        raise errors.UsageError("--label/--split filter a labels manifest (.jsonl), not a clip-set file")
     input_sets = []
     for source in inputs:
         if source in manifests:
@@ -154,4 +155,4 @@ def _print_layers(loaded, every: bool) -> None:
         print(line)
 
 
-main = cli.entry(app, "vt-embed")
+main = frame.entry(app, "vt-embed")

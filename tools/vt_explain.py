@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
 from vtcav_common.scale import shard as sharding
 from vtcav_common.models import load_model   # cheap: torch is imported when the model is loaded
@@ -23,7 +24,7 @@ FORMATS = ("gif", "mp4")
 # error raised for a bad video already names the file. Set OPENCV_FFMPEG_LOGLEVEL to see them.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-explain",
     help="Explain a video classifier's decision with **relevance maps over T x H x W**: Grad-CAM at a "
          "layer (`--method gradcam --layer NAME`), plain input gradients (`gradient`) or gradient x input "
@@ -56,7 +57,7 @@ def _grid(text: Optional[str]) -> Optional[tuple[int, int, int]]:
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) < 1:
-        raise cli.UsageError(f"--grid takes three positive integers T,H,W (tokens per axis), got '{text}'")
+        raise errors.UsageError(f"--grid takes three positive integers T,H,W (tokens per axis), got '{text}'")
     return values
 
 
@@ -106,21 +107,21 @@ def main_command(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     from vtcav_common.explain.overlay import FORMATS as formats
     from vtcav_common.explain import METHODS as methods, ExplainOptions, explain_videos, gather_videos
 
     if method not in methods:
-        raise cli.UsageError(f"--method takes {', '.join(methods)}, got '{method}'")
+        raise errors.UsageError(f"--method takes {', '.join(methods)}, got '{method}'")
     if picture_format not in formats:
-        raise cli.UsageError(f"--picture-format takes {' or '.join(formats)}, got '{picture_format}'")
+        raise errors.UsageError(f"--picture-format takes {' or '.join(formats)}, got '{picture_format}'")
     if output is not None and output.is_dir():
-        raise cli.UsageError(f"-o {output}: is a directory; give the HDF5 file to write")
+        raise errors.UsageError(f"-o {output}: is a directory; give the HDF5 file to write")
     if pictures is not None and pictures.exists() and not pictures.is_dir():
-        raise cli.UsageError(f"--pictures {pictures}: exists and is not a folder")
+        raise errors.UsageError(f"--pictures {pictures}: exists and is not a folder")
     if gt is not None and not Path(gt).is_file():
-        raise cli.UsageError(f"--gt {gt}: no such file")
+        raise errors.UsageError(f"--gt {gt}: no such file")
     settings = ExplainOptions(method=method, layer=layer, grid=_grid(grid), target=target, sigma=selective,
                               motion_threshold=motion_threshold, gt=gt,
                               pictures=str(pictures) if pictures else None, picture_format=picture_format,
@@ -133,13 +134,13 @@ def main_command(
     loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
                         trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
                         mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
-    with cli.open_text_output(cli.STDIO) as records:
+    with files.open_text_output(files.STDIO) as records:
         summary = explain_videos(loaded, videos, output, settings, records, shard=shard_identity)
     shares = summary["mean_share"]
     figures = ", ".join(f"{kind} {value:.3f}" for kind, value in shares.items() if value is not None)
-    cli.info(f"vt-explain: {summary['videos']} videos, {method}"
+    messages.info(f"vt-explain: {summary['videos']} videos, {method}"
              f"{' at ' + summary['layer'] if summary['layer'] else ''}; mean share of relevance on moving "
              f"pixels: {figures or 'n/a'}{' -> ' + str(output) if output else ''}")
 
 
-main = cli.entry(app, "vt-explain")
+main = frame.entry(app, "vt-explain")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
 from vtcav_common.core import selection
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-score",
     help="Score a target class along every CAV: for each input, the directional derivative of "
          "the class logit along the CAV (gradient . CAV, gradients from `vt-embed --target`). "
@@ -47,7 +48,7 @@ def score(
     quiet: bool = options.quiet(),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     from vtcav_common.formats.records import write_records
     from vtcav_common.tcav import ScoreOptions, score_cavs
 
@@ -55,20 +56,20 @@ def score(
         matched = selection.select(selection.hdf5_set_names(str(gradients), "sets"), [set_name], "set",
                                    str(gradients))
         if len(matched) > 1:
-            raise cli.UsageError(f"--set {set_name}: matches {', '.join(matched)}; vt-score scores one set")
+            raise errors.UsageError(f"--set {set_name}: matches {', '.join(matched)}; vt-score scores one set")
         set_name = matched[0]
     options = ScoreOptions(set_name=set_name, permute_gradients=permute_gradients, seed=seed, per_input=per_input,
                            skip_nonfinite=skip_nonfinite)
-    records = score_cavs(cavs, gradients, options, warn=cli.warn)
+    records = score_cavs(cavs, gradients, options, warn=messages.warn)
     if concepts:  # --concept 'ball_*': only these concepts' scores (and every null score)
         known = sorted({r.concept for r in records if r.kind != "null"})
         chosen = set(selection.select(known, concepts, "concept", str(cavs)))
         records = [r for r in records if r.kind == "null" or r.concept in chosen]
-    with cli.open_text_output(output) as out:
+    with files.open_text_output(output) as out:
         write_records(records, out)
     if records:
-        cli.info(f"vt-score: {len(records)} scores for target '{records[0].target}' over "
+        messages.info(f"vt-score: {len(records)} scores for target '{records[0].target}' over "
                  f"{records[0].n_inputs} inputs")
 
 
-main = cli.entry(app, "vt-score")
+main = frame.entry(app, "vt-score")

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import typer
 
-from vtcav_common import cli
+from vtcav_common.cli import frame
+from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
 from vtcav_common.core import selection
 from vtcav_common.formats.records import read_jsonl, write_records
 from vtcav_common.stats import (DEFAULT_CORRECTION, DEFAULT_FAMILY, DEFAULT_TEST, FAMILIES, check_scores, controls,
                                 corrections, methods, motion, significance_tests, strict)
 
-app = cli.make_app(
+app = frame.make_app(
     "vt-stats",
     help="Test TCAV scores for significance: per target, layer and concept, the concept's clip set "
          "against every random set playing the concept's part (default: set, a set-level prediction t-test "
@@ -69,14 +70,14 @@ def stats(
     quiet: bool = options.quiet(help="No table or messages on stderr."),
     version: bool = options.version(),
 ) -> None:
-    cli.set_quiet(quiet)
+    messages.set_quiet(quiet)
     try:
         test = methods.resolve("welch" if welch and test == DEFAULT_TEST else test)
         correction = corrections.resolve(correction)
     except ValueError as err:
-        raise cli.UsageError(str(err)) from None
+        raise errors.UsageError(str(err)) from None
     if family not in FAMILIES:
-        raise cli.UsageError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
+        raise errors.UsageError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
     for path in (plot, motion_plot):
         if path is not None:
             from vtcav_common.stats.plots import check_format
@@ -84,12 +85,12 @@ def stats(
     twins: dict[str, list[dict]] = {}
 
     def load(path: str) -> list[dict]:
-        records = check_scores(read_jsonl(path), cli.display_name(path), allow_mixed_runs)
+        records = check_scores(read_jsonl(path), files.display_name(path), allow_mixed_runs)
         # A set against its own temporal twin has its own null (random sets vs their twins): stats.motion
         records, twins[path] = motion.split_twin_records(records)
         if concepts:  # --concept 'ball_*': only these are tested (and counted in m); the null records stay
             known = sorted({r["concept"] for r in records if r["kind"] != "null"})
-            chosen = set(selection.select(known, concepts, "concept", cli.display_name(path)))
+            chosen = set(selection.select(known, concepts, "concept", files.display_name(path)))
             records = [r for r in records if r["kind"] == "null" or r["concept"] in chosen]
             randoms = {name for r in records if r["kind"] == "null" for name in (r["concept"], r["against"])}
             # the random sets' twin scores stay: they are the twins' null
@@ -102,16 +103,16 @@ def stats(
     records = load(scores)
     twin_records = twins[scores]
     if motion_plot and not twin_records:
-        raise cli.VtcavError(f"{cli.display_name(scores)}: no scores of sets against their twins for "
+        raise errors.VtcavError(f"{files.display_name(scores)}: no scores of sets against their twins for "
                              f"--motion-plot (vt-concepts twins, then vt-cav --twins)")
     results = analyse(records)
     randoms = {name for r in records if r["kind"] == "null" for name in (r["concept"], r["against"])}
     twin_results = motion.twin_tests(twin_records, randoms, correction, alpha, min_accuracy,
                                      family) if twin_records else []
-    control_runs = controls.run_controls(control_files, load, analyse, cli.display_name)
-    controls.attach(results, controls.control_of(records, cli.display_name(scores)), control_runs,
-                    cli.display_name(scores))
-    with cli.open_text_output(output) as out:
+    control_runs = controls.run_controls(control_files, load, analyse, files.display_name)
+    controls.attach(results, controls.control_of(records, files.display_name(scores)), control_runs,
+                    files.display_name(scores))
+    with files.open_text_output(output) as out:
         write_records([strict(r) for r in results + twin_results], out)
     if table and not quiet:
         if results:
@@ -120,14 +121,14 @@ def stats(
             motion.print_table(twin_results)
     for warning in (reachability_warning(results), clips_warning(results), controls.warning(results)):
         if warning:
-            cli.warn(warning)
+            messages.warn(warning)
     if plot:
         from vtcav_common.stats.plots import plot_scores
         plot_scores(results, plot, title)
-        cli.info(f"vt-stats: figure written to {plot}")
+        messages.info(f"vt-stats: figure written to {plot}")
     if motion_plot:
         motion.plot_motion(results, twin_results, motion_plot, title)
-        cli.info(f"vt-stats: motion figure written to {motion_plot}")
+        messages.info(f"vt-stats: motion figure written to {motion_plot}")
 
 
 def reachability_warning(results: list[dict]) -> str | None:
@@ -210,4 +211,4 @@ def _interval(centre: float, low, high, std: float) -> str:
     return f"{centre:.2f} [{low:.2f}, {high:.2f}]"
 
 
-main = cli.entry(app, "vt-stats")
+main = frame.entry(app, "vt-stats")

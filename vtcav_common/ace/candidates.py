@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli
+from ..core import messages
 from ..formats.clips import ClipSetWriter, Sampling
 from ..core.errors import UsageError, VtcavError
 from ..formats.records import VideoLabel, looks_like_manifest, read_manifest
@@ -66,7 +66,7 @@ def write_candidates(videos: list[VideoLabel], out: str | Path, params: SegmentP
                                   description="3D-ACE candidates: SLIC supervoxels on grey, cropped and resized",
                                   provenance=record)
         target = SupervoxelAppender(appender)
-        for entry in cli.progress(videos, len(videos), "videos"):
+        for entry in messages.progress(videos, len(videos), "videos"):
             volume, frames = load_volume(entry.path, sampling.frames)
             candidates = list(video_candidates(volume, params, sampling.size))
             target.append(candidates, [entry.video_id] * len(candidates),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import KMeans
 
-from .. import cli
+from ..core import messages
 from ..formats import clips as clipsets
 from ..core import h5io
 from ..tcav.classifiers import check_classifier
@@ -191,7 +191,7 @@ def rank_concepts(loaded: LoadedModel, concepts_file: str, concepts: list[str], 
           batch_size=options.batch_size, seed=options.seed, inputs_name=Path(videos).name, tool=TOOL)
     fit_options = FitOptions(classifier=options.classifier, seed=options.seed)
     quiet_convergence(fit_cavs, [acts_path], work_dir / "cavs.h5", layers=[layer], concepts=concepts,
-                      options=fit_options, tool=TOOL, warn=cli.warn)
+                      options=fit_options, tool=TOOL, warn=messages.warn)
     records = [r.to_dict() for r in score_cavs(work_dir / "cavs.h5", grads_path)]
     n_inputs = records[0]["n_inputs"] if records else 0
     results = significance_tests(records, options.correction, options.alpha, options.min_accuracy)
@@ -238,11 +238,11 @@ def discover(loaded: LoadedModel, candidates: str, random: str, videos: str, tar
         segmentation = SegmentParams.from_dict(h5io.provenance(handle).get("segmentation") or {}, candidates)
     embedder = Embedder(loaded, options.layer, options.grid, options.batch_size)
     if features is None:   # else given by vt-ace features (the feature step, maybe run in shards)
-        cli.info(f"{TOOL}: embedding {info.n} candidates at {options.layer}")
-        features = embedder.over(cli.progress(clipsets.iter_clip_batches(candidates, set_name, READ_BATCH),
+        messages.info(f"{TOOL}: embedding {info.n} candidates at {options.layer}")
+        features = embedder.over(messages.progress(clipsets.iter_clip_batches(candidates, set_name, READ_BATCH),
                                               -(-info.n // READ_BATCH), "candidates"))
     clusters = cluster_features(features, options, candidates)
-    cli.info(f"{TOOL}: {len(clusters)} of {options.k} clusters kept "
+    messages.info(f"{TOOL}: {len(clusters)} of {options.k} clusters kept "
              f"(sizes {', '.join(str(c.size) for c in clusters)})")
     provenance = {"model": loaded.provenance, "input": loaded.input_spec.to_dict(), "target": target,
                   "candidates": Path(candidates).name, "candidate_set": set_name, "random": Path(random).name,

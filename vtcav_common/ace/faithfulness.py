@@ -32,7 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import cli
+from ..core import messages
 from ..formats import clips as clipsets
 from ..core import h5io
 from ..core.errors import IncompatibleError, UsageError, VtcavError
@@ -171,11 +171,11 @@ def faithfulness(loaded: LoadedModel, concepts_path: str, ranking_path: str, vid
     if options.max_concepts < 1 or options.repeats < 1:
         raise UsageError("--max-concepts and --repeats must be at least 1")
     if len(ranking) < 2:
-        cli.warn(f"{ranking_path}: only {len(ranking)} concept; top, random and least are the same")
+        messages.warn(f"{ranking_path}: only {len(ranking)} concept; top, random and least are the same")
     embedder = Embedder(loaded, concepts.layer, concepts.grid, options.batch_size)
     orders = concept_orders(ranking, options.max_concepts, options.repeats, options.seed)
     outcomes: dict[tuple, list[tuple[bool, float]]] = defaultdict(list)
-    for entry in cli.progress(videos, len(videos), "videos"):
+    for entry in messages.progress(videos, len(videos), "videos"):
         volume, _ = load_volume(entry.path, concepts.sampling.frames)
         masks = concept_masks(volume, concepts, embedder, ranking)
         keys, clips = zip(*video_variants(volume, masks, orders, concepts.params.fill))

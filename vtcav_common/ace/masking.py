@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from scipy import stats as sstats
 
-from .. import cli
+from ..core import messages
 from ..core import h5io
 from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..models.base import LoadedModel, first_tensor, preprocess
@@ -304,7 +304,7 @@ def write_mask_stats(loaded: LoadedModel, model: ConceptModel, tubelets: Tubelet
             ("sxy", (p,), np.float64), ("syy", (), np.float64), ("baseline", (), np.float64),
             ("present", (p,), bool), ("coverage", (p,), np.float32), ("row", (), np.int64))}
         ids = []
-        for row in cli.progress(rows, len(rows), "videos"):
+        for row in messages.progress(rows, len(rows), "videos"):
             vid = videos[row]
             volume, _ = load_volume(paths[vid], loaded.input_spec.frames)
             groups = video_groups(model, tubelets, vid, row, options)
@@ -454,7 +454,7 @@ def faithfulness(loaded: LoadedModel, model: ConceptModel, tubelets: Tubelets, p
     names = {layer: [rec["concept"] for rec in ranking if rec["layer"] == layer] for layer in layers}
     orders = {layer: concept_orders(names[layer], max_concepts, repeats, seed) for layer in layers}
     outcomes: dict[str, dict[tuple, list[tuple[bool, float]]]] = {layer: defaultdict(list) for layer in layers}
-    for vid in cli.progress(tubelets.order, len(tubelets.order), "faithfulness"):
+    for vid in messages.progress(tubelets.order, len(tubelets.order), "faithfulness"):
         volume, _ = load_volume(paths[vid], loaded.input_spec.frames)
         positions = concept_positions(model, tubelets, vid, cells)
         for layer in layers:

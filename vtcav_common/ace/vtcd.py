@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import cli
+from ..core import messages
 from ..formats import clips as clipsets
 from ..core import h5io
 from ..formats.clips import ClipSetWriter, Sampling
@@ -189,7 +189,7 @@ def write_tubelets(videos: list[VideoLabel], out: str | Path, loaded: LoadedMode
         weights = appender.group.create_group(GRIDS, track_order=True)
         writers = {g.name: (_RowWriter(feats, h5_name(g.name), g.channels, np.float32, 256),
                             _RowWriter(weights, h5_name(g.name), g.positions, np.float16, 64)) for g in grids}
-        for entry in cli.progress(videos, len(videos), "videos"):
+        for entry in messages.progress(videos, len(videos), "videos"):
             volume, frames = load_volume(entry.path, spec.frames)
             candidates = list(video_candidates(volume, params, sampling.size))
             if not candidates:
@@ -434,7 +434,7 @@ def discover_concepts(tubelets_path: str, options: ClusterOptions, out: str | Pa
     clusters = []
     for layer in chosen:
         lc = cluster_layer(tubelets.features(layer), layer, options, tubelets_path)
-        cli.info(f"{TOOL}: {layer}: k = {lc.k} by silhouette "
+        messages.info(f"{TOOL}: {layer}: k = {lc.k} by silhouette "
                  f"({', '.join(f'{k}: {s:.3f}' for k, s in lc.silhouettes.items())}); sizes "
                  f"{', '.join(str(int(s)) for s in lc.sizes)}")
         clusters.append(lc)

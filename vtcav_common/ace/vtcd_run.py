@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import cli
+from ..core import messages
 from ..formats import clips as clipsets
 from ..core.errors import IncompatibleError, UsageError
 from ..models.base import LoadedModel
@@ -94,7 +94,7 @@ def _run(loaded, source, settings, out, manifest, concepts, stats, work: Path, f
     if from_manifest:
         chosen = select_videos(source, settings.target, settings.split, settings.max_videos)
         tubelets_path = str(work / "tubelets.h5")
-        cli.info(f"{TOOL}: tubelets of {len(chosen)} videos at {', '.join(settings.layers)}")
+        messages.info(f"{TOOL}: tubelets of {len(chosen)} videos at {', '.join(settings.layers)}")
         write_tubelets(chosen, tubelets_path, loaded, settings.layers, settings.segmentation, settings.target,
                        {"videos_source": Path(source).name, "split": settings.split})
     else:
@@ -108,14 +108,14 @@ def _run(loaded, source, settings, out, manifest, concepts, stats, work: Path, f
         require_same_model(model.provenance, loaded, concepts)
         check_concepts_for(model, settings.target, concepts)
         if model.provenance.get("tubelets_run_id") != _run_id(tubelets_path):
-            cli.warn(f"{concepts}: its concepts were discovered on other tubelets than {tubelets_path}; their "
+            messages.warn(f"{concepts}: its concepts were discovered on other tubelets than {tubelets_path}; their "
                      f"positions in these videos are found by the nearest centre")
     if concepts_only:
         return None
     paths = video_paths(manifest)
     if stats is None:
         stats = str(work / "stats.h5")
-        cli.info(f"{TOOL}: {settings.masks.masks} random masks over {len(model.names)} concepts and "
+        messages.info(f"{TOOL}: {settings.masks.masks} random masks over {len(model.names)} concepts and "
                  f"{len(model.names) * settings.masks.null_copies} null copies, {len(tubelets.order)} videos")
         write_mask_stats(loaded, model, tubelets, paths, settings.target, settings.masks, stats)
     extra = _concept_sizes(concepts or str(out))

@@ -28,7 +28,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..cli import atomic_path
+from ..core.files import atomic_path
 from ..core.errors import UsageError, VtcavError
 
 FORMATS = ("gif", "mp4")

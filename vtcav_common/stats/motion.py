@@ -176,7 +176,7 @@ def plot_motion(results: list[dict], twin_results: list[dict], path: str | Path,
     its static set (vt-stats' relative results, null: random vs random) and against each twin
     (null: random sets vs their own twins). Bars: mean score, whiskers its 95% interval; grey
     boxes: the null's 95% prediction interval; * significant after correction."""
-    from ..cli import atomic_path
+    from ..core.files import atomic_path
     from .plots import METADATA, _pyplot, check_format
 
     fmt = check_format(path)

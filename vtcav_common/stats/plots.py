@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import atomic_path
+from ..core.files import atomic_path
 from ..core.errors import UsageError
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
