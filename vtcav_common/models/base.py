@@ -8,9 +8,7 @@ the project's own tiny classifier and a user's Video Swin go through the same pa
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UsageError
+from ..core.files import file_sha256  # noqa: F401  (importable from here as before)
 from .sampling import temporal_indices  # noqa: F401  (importable from here as before)
 
 
@@ -77,14 +76,6 @@ def preprocess(clips: np.ndarray, spec: InputSpec, device: torch.device | str = 
     elif spec.layout != "NTCHW":
         raise ValueError(f"unknown layout {spec.layout!r}")
     return x.contiguous()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -21,7 +21,8 @@ import torch
 
 from ..core.errors import UsageError, VtcavError
 from ..core.messages import warn
-from .base import InputSpec, file_sha256
+from ..core.files import file_sha256
+from .base import InputSpec
 from .checkpoint import read_class_names
 
 SHORT_NAME_LIST = 32   # class names are stored in provenance as a list up to this many

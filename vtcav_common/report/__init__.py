@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import math
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..core.files import file_sha256
 
 TEXT_COLUMNS = ("target", "layer", "concept", "against", "verdict", "controls")   # the others are numbers
 SETTING_KEYS = ("test", "correction", "family", "m", "alpha", "min_accuracy")
@@ -159,11 +159,7 @@ def settings(records: list[dict]) -> dict[str, str]:
 
 def file_provenance(path: Path) -> dict:
     """Kind, tool, version, run id and provenance of a vtcav HDF5 file; sha256 for any file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    info: dict = {"file": path.name, "sha256": digest.hexdigest()}
+    info: dict = {"file": path.name, "sha256": file_sha256(path)}
     if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
 

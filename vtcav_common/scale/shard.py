@@ -33,16 +33,15 @@ range(3, 6)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from ..core.errors import UsageError
+from ..core.files import atomic_open as atomic_output, file_sha256
 
 T = TypeVar("T")
 BY = "input order"
@@ -115,40 +114,15 @@ def write_text_atomic(path: Path, text: str) -> None:
         handle.write(text)
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path, mode: str = "w"):
-    """A file opened beside ``path`` and renamed onto it when complete: a reader never
-    sees half a file, and an interrupted run leaves the old one untouched."""
-    from ..core.files import check_output
-
-    check_output(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:120]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def require_file_output(shard: Shard | None, output: str) -> None:
     """A JSONL shard needs a real file: its identity goes into the sidecar beside it."""
     if shard is not None and output == "-":
         raise UsageError(f"--shard {shard} needs -o FILE (the shard's identity is written to FILE{SIDECAR_SUFFIX})")
 
 
-def file_sha256(path: str | os.PathLike) -> str | None:
-    import hashlib
-
+def _sha256(path: str | os.PathLike) -> str | None:
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
@@ -157,7 +131,7 @@ def detect_provenance(model: str, settings, inputs: Sequence[str]) -> dict:
     """What must agree between detection shards: the detector, its settings, the inputs."""
     from dataclasses import asdict
 
-    return {"detector": Path(model).name, "detector_sha256": file_sha256(model), "settings": asdict(settings),
+    return {"detector": Path(model).name, "detector_sha256": _sha256(model), "settings": asdict(settings),
             "inputs": [str(Path(item).resolve()) for item in inputs]}
 
 

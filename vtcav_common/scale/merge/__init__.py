@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import IncompatibleError, UsageError, VtcavError
+from ...core.files import atomic_open
 from ..shard import SIDECAR_SUFFIX, sidecar_path
 from .provenance import SHARD_LISTS, join_lists, merged_provenance  # noqa: F401  (importable from here)
 
@@ -192,10 +193,8 @@ def merge_files(paths: list[str], out: str, copy: bool = False) -> dict:
 
 
 def _merge_jsonl(shards: list[ShardFile], out: str) -> int:
-    from ..shard import atomic_output
-
     lines = 0
-    with atomic_output(Path(out), "wb") as target:
+    with atomic_open(out, "wb") as target:
         for shard in shards:
             with open(shard.path, "rb") as source:
                 for line in source:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from ...core.errors import IncompatibleError, VtcavError
-from ...core.files import temp_name
+from ...core.files import atomic_path
 from .provenance import join_lists, merged_provenance
 
 COPY_ROWS_BYTES = 64 << 20   # copy at most this much per read: memory stays bounded
@@ -71,7 +71,7 @@ def merge_hdf5(shards, out: str, row_group: str | None, copy: bool = False) -> i
         provenance = merged_provenance(shards)
         if shards[0].kind == "relevance" and isinstance(provenance.get("videos"), int):
             provenance["videos"] = sum(f[next(iter(rows))].shape[0] for f in files) if rows else 0
-        with _atomic_h5(out_path) as dst:
+        with atomic_path(out_path, ".h5") as tmp, h5py.File(tmp, "w", track_order=True) as dst:
             for key, value in files[0].attrs.items():
                 dst.attrs[key] = value
             dst.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
@@ -81,29 +81,6 @@ def merge_hdf5(shards, out: str, row_group: str | None, copy: bool = False) -> i
     finally:
         for handle in files:
             handle.close()
-
-
-class _atomic_h5:
-    """An HDF5 file written beside ``path`` and renamed onto it when complete."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = temp_name(path, ".h5")
-
-    def __enter__(self) -> h5py.File:
-        from ...core.files import check_output
-
-        check_output(self.path)
-        self.handle = h5py.File(self.tmp, "w", track_order=True)
-        return self.handle
-
-    def __exit__(self, kind, *exc) -> None:
-        self.handle.close()
-        if kind is None:
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
 
 
 def _copy_tree(src: h5py.Group, dst: h5py.Group, files, shards, rows, out_dir: Path, copy: bool) -> None:
