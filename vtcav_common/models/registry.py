@@ -1,9 +1,11 @@
 """The model sources, behind one shape: which specs each accepts, how it loads.
 
 A *source* is one file in this package named ``*_source.py`` that defines ``SOURCE``,
-a :class:`ModelSource`. Adding a source is adding such a file: it is found here by its
-name, asked (in ``order``) whether it accepts what the user passed as ``--model``, and
-the first that does builds the :class:`~.base.LoadedModel` from a
+a :class:`ModelSource`, or a ModelSource that an installed package declares in the
+entry-point group ``vtcav.models`` (:mod:`vtcav_common.core.registry`). Adding a source is
+adding such a file (or installing such a package): it is found here by its name, asked
+(in ``order``) whether it accepts what the user passed as ``--model``, and the first that
+does builds the :class:`~.base.LoadedModel` from a
 :class:`~.common.LoadRequest`. The provenance it records comes from
 :func:`.common.provenance`, so every source identifies its model the same way.
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import UsageError
+from ..core.registry import Registry
 from .base import LoadedModel
 from .common import LoadRequest
 
@@ -44,15 +47,15 @@ class ModelSource:
 
 @functools.lru_cache(maxsize=None)
 def sources() -> tuple[ModelSource, ...]:
-    """Every ``*_source`` module of this package, by ``order`` then name."""
-    found = []
+    """Every ``*_source`` module of this package and every plugin, by ``order`` then name."""
+    found: Registry[ModelSource] = Registry("model source", group="vtcav.models", kind=ModelSource)
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.endswith("_source"):
             module = importlib.import_module(f"{__package__}.{info.name}")
             source = getattr(module, "SOURCE", None)
             if isinstance(source, ModelSource):
-                found.append(source)
-    return tuple(sorted(found, key=lambda s: (s.order, s.name)))
+                found.add(source.name, source)
+    return tuple(sorted(found.values(), key=lambda s: (s.order, s.name)))
 
 
 def source_for(model: str) -> ModelSource:

@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.registry import Registry
+
 
 @dataclass(frozen=True)
 class Correction:
@@ -28,13 +30,16 @@ class Correction:
     help: str
 
 
-REGISTRY: dict[str, Correction] = {}
 ALIASES = {"fdr": "bh"}
+# installed packages add corrections through the entry-point group vtcav.corrections (core.registry)
+REGISTRY: Registry[Correction] = Registry(
+    "correction", group="vtcav.corrections", aliases=ALIASES, kind=Correction,
+    choices=lambda registry: ", ".join(list(registry) + [f"{a} (= {n})" for a, n in registry.aliases.items()]))
 
 
 def correction(name: str, best: Callable[[float, int], float], help: str):
     def register(function):
-        REGISTRY[name] = Correction(name, function, best, help)
+        REGISTRY.add(name, Correction(name, function, best, help))
         return function
     return register
 
@@ -74,19 +79,11 @@ def _none(p: np.ndarray) -> np.ndarray:
     return p.copy()
 
 
-NAMES = tuple(REGISTRY)
+NAMES = REGISTRY.names()   # the built-in corrections (plugins load when the registry is listed)
 
 
-def resolve(name: str) -> str:
-    """The registered name for ``name`` (aliases included), or ValueError listing the choices."""
-    name = ALIASES.get(name, name)
-    if name not in REGISTRY:
-        raise ValueError(f"unknown correction '{name}'; choose from {choices()}")
-    return name
-
-
-def choices() -> str:
-    return ", ".join(list(REGISTRY) + [f"{a} (= {n})" for a, n in ALIASES.items()])
+resolve = REGISTRY.resolve   # the registered name, or UnknownName (a ValueError) listing the choices
+choices = REGISTRY.choices
 
 
 def correct(pvalues, method: str = "bonferroni") -> np.ndarray:

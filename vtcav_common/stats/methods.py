@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.registry import Registry
+
 PERMUTATIONS = 9999
 DEFAULT = "set"     # calibrated on its own (docs/statistics.md); "ttest" is the paper's
 
@@ -45,14 +47,15 @@ class Test:
     null: str = "cavs"
 
 
-REGISTRY: dict[str, Test] = {}
 ALIASES = {"student": "ttest", "t": "ttest", "mwu": "mannwhitney", "perm": "permutation",
            "paper": "ttest", "set-magnitude": "set"}
+# installed packages add tests through the entry-point group vtcav.tests (core.registry)
+REGISTRY: Registry[Test] = Registry("test", group="vtcav.tests", aliases=ALIASES, kind=Test)
 
 
 def test(name: str, field: str, bounds, help: str, null: str = "cavs"):
     def register(function):
-        REGISTRY[name] = Test(name, field, bounds, function, help, null)
+        REGISTRY.add(name, Test(name, field, bounds, function, help, null))
         return function
     return register
 
@@ -174,18 +177,9 @@ def _set_rank(a, b, rng=None, units=None):
     return rank_p(float(np.mean(a)), b)
 
 
-NAMES = tuple(REGISTRY)
-
-
-def resolve(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in REGISTRY:
-        raise ValueError(f"unknown test '{name}'; choose from {choices()}")
-    return name
-
-
-def choices() -> str:
-    return ", ".join(REGISTRY)
+NAMES = REGISTRY.names()   # the built-in tests (plugins load when the registry is listed)
+resolve = REGISTRY.resolve   # the registered name, or UnknownName (a ValueError) listing the choices
+choices = REGISTRY.choices
 
 
 def run(name: str, a, b, rng: np.random.Generator | None = None, units: int | None = None) -> tuple[float, float]:

@@ -12,7 +12,10 @@ Example:
     >>> check_classifier("svm")
     Traceback (most recent call last):
     ...
-    vtcav_common.core.errors.UsageError: unknown classifier 'svm'; choose from sgd, logistic, mean
+    vtcav_common.core.registry.UnknownName: unknown classifier 'svm'; choose from sgd, logistic, mean
+
+An installed package adds one through the entry-point group ``vtcav.classifiers``
+(:mod:`vtcav_common.core.registry`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..core.errors import UsageError
+from ..core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,13 @@ class Classifier:
     fit: Callable
 
 
-CLASSIFIERS: dict[str, Classifier] = {}
+CLASSIFIERS: Registry[Classifier] = Registry("classifier", group="vtcav.classifiers", kind=Classifier)
 
 
 def register_classifier(name: str, help: str):
     """Decorator: add a CAV classifier under ``name`` (its ``help`` goes into ``--help``)."""
     def register(function):
-        CLASSIFIERS[name] = Classifier(name, help, function)
+        CLASSIFIERS.add(name, Classifier(name, help, function))
         return function
     return register
 
@@ -47,9 +50,7 @@ def classifier_help() -> str:
 
 
 def check_classifier(name: str) -> Classifier:
-    if name not in CLASSIFIERS:
-        raise UsageError(f"unknown classifier '{name}'; choose from {', '.join(CLASSIFIERS)}")
-    return CLASSIFIERS[name]
+    return CLASSIFIERS[name]   # an unknown name: a usage error listing the choices
 
 
 def _sklearn_direction(model):
