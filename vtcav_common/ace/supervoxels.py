@@ -12,13 +12,15 @@ bounding box (the union over all frames; square, or the clip's aspect ratio, so 
 content is not stretched) and resized to the clip size. The clip keeps all ``T``
 frames: a supervoxel is a region of space *and* time.
 
-Example::
+Example (run by tests/test_examples.py in a vt-synth world)::
+
+    from vtcav_common.ace.supervoxels import SegmentParams, load_volume, video_candidates
 
     params = SegmentParams(resolutions=(15, 50, 80))
     volume, frames = load_volume("world/videos/train_right_0000.mp4", 16)
     for candidate in video_candidates(volume, params, out_size=(64, 64)):
-        candidate.clip      # T x 64 x 64 x 3 uint8, grey outside the supervoxel
-        candidate.mask      # T x H x W bool at source resolution
+        assert candidate.clip.shape == (16, 64, 64, 3)     # grey outside the supervoxel
+        assert candidate.mask.shape == volume.shape[:3]    # T x H x W bool at source resolution
 """
 
 from __future__ import annotations

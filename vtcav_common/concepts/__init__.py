@@ -15,12 +15,16 @@ and :mod:`.render` (cutting them).  The work is planned first from metadata alon
 (detections, video headers), then the pixels are cut video by video, so memory holds one
 video's frames and one batch of clips at a time.
 
-Example::
+Example (run by tests/test_examples.py in a vt-synth world)::
 
+    from vtcav_common.concepts import DetectionFilter, VideoCatalog, load_tracks, plan_spatiotemporal, render_plans
+    from vtcav_common.formats.clips import ClipSetWriter, Sampling
+
+    sampling = Sampling(frames=16, size=(64, 64))
     catalog = VideoCatalog.open("world/labels.jsonl")
-    tracks, _ = load_tracks("world/gt.jsonl", DetectionFilter(classes={"ball"}), catalog)
-    plans, stats = plan_spatiotemporal(tracks, sampling, geometry="window")
-    with ClipSetWriter("c.h5", sampling, "vt-concepts", {}) as writer:
+    tracks, _ = load_tracks("world/gt.jsonl", DetectionFilter(classes=frozenset({"ball"})), catalog)
+    plans, stats = plan_spatiotemporal(tracks, "ball", sampling, geometry="window")
+    with ClipSetWriter("concepts.h5", sampling, "vt-concepts", {}) as writer:
         render_plans(plans, {"ball": writer.add_set("ball", "spatiotemporal", "concept")}, sampling)
 """
 

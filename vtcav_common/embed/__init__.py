@@ -29,10 +29,13 @@ Layer names are used as HDF5 names, except that ``%`` and ``/`` are escaped as `
 and ``%2F`` (a ``/`` would make a nested group); the real name is kept in each
 dataset's and ``/layers`` group's ``name`` attribute.
 
-Example::
+Example (run by tests/test_examples.py, after the concepts example)::
+
+    from vtcav_common.embed import clipset_inputs, embed
+    from vtcav_common.models import load_model
 
     loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
-    sets = clipset_inputs("concepts.h5", [], loaded.input_spec)
+    sets = clipset_inputs("concepts.h5", [])                          # every set of the file
     embed(loaded, ["block2", "block3"], sets, "acts.h5", target="right", inputs_name="concepts.h5")
 """
 

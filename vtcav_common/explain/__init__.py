@@ -23,12 +23,18 @@ resized to ``size``), and is returned on that grid as a non-negative
 
 ``k`` is the target class: given, or the predicted class of each clip.
 
-Example::
+Example (run by tests/test_examples.py, after the concepts example)::
+
+    from vtcav_common.explain import Explainer
+    from vtcav_common.formats.clips import read_clips
+    from vtcav_common.models import load_model
+    from vtcav_common.models.base import preprocess
 
     loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    clip = read_clips("concepts.h5", "ball", 0, 1)[0]                # T x H x W x 3 uint8
     explainer = Explainer(loaded, "gradcam", layer="block1")
-    result = explainer(preprocess(clip[None], loaded.input_spec))   # clip: T x H x W x 3 uint8
-    result.relevance.shape   # (16, 64, 64)
+    result = explainer(preprocess(clip[None], loaded.input_spec))
+    assert result.relevance.shape == (16, 64, 64)
 """
 
 from .explainer import (METHODS, Explainer, Explanation, colour_axis, default_cam_layer, grad_cam, to_channels_first,
