@@ -7,13 +7,11 @@ from typing import List, Optional
 
 import typer
 
-from vtcav_common.core import files, messages
+from vtcav_common.core import messages
 from vtcav_common.cli import frame, options
-from vtcav_common.core.errors import UsageError, VtcavError
-from vtcav_common.formats.records import read_jsonl
+from vtcav_common.core.errors import UsageError
 
 PROG = "vt-report"
-NEEDED = ("target", "layer", "concept", "against", "mean", "p", "significant")
 
 app = frame.make_app(
     PROG,
@@ -45,50 +43,17 @@ def report(
     inputs: List[Path] = typer.Option([], "--input", help="A vtcav file whose provenance to show "
                                                           "(concepts.h5, acts.h5, cavs.h5, ...); repeatable."),
     title: str = typer.Option("Video-TCAV report", "--title", help="The page's title."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    quiet: bool = options.quiet(help="No messages on stderr."),
     version: bool = frame.version_option(),
 ) -> None:
-    from vtcav_common.report import Report, build_report
+    from vtcav_common.report import write_report
 
     messages.set_quiet(quiet)
     if output.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"-o {output}: the report is HTML; name it .html")
-    for path in [*figures, *inputs]:
-        if not path.is_file():
-            raise VtcavError(f"{path}: no such file")
-    pages = []
-    for path in reviews:
-        if path.is_dir():
-            found = sorted(path.glob("*.html"))
-            if not found:
-                raise VtcavError(f"{path}: no review pages (*.html) in this folder")
-            pages += found
-        elif path.is_file():
-            pages.append(path)
-        else:
-            raise VtcavError(f"{path}: no such review page or folder")
-    for page in pages:
-        files.note_input(page)
     md = None if no_markdown else (markdown or output.with_suffix(".md"))
-    files.check_output(md)   # before any work: the twin must not replace an input (stats.md)
-    records = []
-    for where, record in read_jsonl(stats):
-        missing = [k for k in NEEDED if k not in record]
-        if missing:
-            raise VtcavError(f"{where}: not a vt-stats record (lacks {', '.join(missing)})")
-        records.append(record)
-    if not records:
-        raise VtcavError(f"{files.display_name(stats)}: no statistics records")
-    base = output.resolve().parent
-    built = build_report(Report(records, figures, inputs, pages, base, title, files.display_name(stats)))
-    with files.atomic_path(output) as tmp:
-        tmp.write_text(built.html, encoding="utf-8")
-    written = [str(output)]
-    if md is not None:
-        with files.atomic_path(md) as tmp:
-            tmp.write_text(built.markdown, encoding="utf-8")
-        written.append(str(md))
-    messages.info(f"{PROG}: {len(records)} hypotheses, {len(figures)} figure(s), {len(pages)} review page(s) "
+    records, pages, written = write_report(stats, output, md, figures, reviews, inputs, title)
+    messages.info(f"{PROG}: {records} hypotheses, {len(figures)} figure(s), {pages} review page(s) "
                   f"-> {', '.join(written)}")
 
 

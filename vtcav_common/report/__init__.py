@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..core.files import file_sha256
+from ..core.errors import VtcavError
+from ..core.files import atomic_path, check_output, display_name, file_sha256, note_input
+from ..formats.records import read_jsonl
 
 TEXT_COLUMNS = ("target", "layer", "concept", "against", "verdict", "controls")   # the others are numbers
 SETTING_KEYS = ("test", "correction", "family", "m", "alpha", "min_accuracy")
@@ -268,3 +270,47 @@ def _markdown(report: Report, provenance: list[dict]) -> str:
             lines += [f"### `{info['file']}`", "", "```json", json.dumps(info, indent=1, sort_keys=True, default=str),
                       "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+NEEDED = ("target", "layer", "concept", "against", "mean", "p", "significant")   # of a vt-stats record
+
+
+def write_report(stats: str, output: Path, markdown: Path | None, figures: list[Path], reviews: list[Path],
+                 inputs: list[Path], title: str = "Video-TCAV report") -> tuple[int, int, list[str]]:
+    """vt-report: gather the records, figures, review pages and inputs, write the page (and its
+    Markdown twin unless ``markdown`` is None) atomically; returns (records, review pages, files written)."""
+    for path in [*figures, *inputs]:
+        if not path.is_file():
+            raise VtcavError(f"{path}: no such file")
+    pages = []
+    for path in reviews:
+        if path.is_dir():
+            found = sorted(path.glob("*.html"))
+            if not found:
+                raise VtcavError(f"{path}: no review pages (*.html) in this folder")
+            pages += found
+        elif path.is_file():
+            pages.append(path)
+        else:
+            raise VtcavError(f"{path}: no such review page or folder")
+    for page in pages:
+        note_input(page)
+    check_output(markdown)   # before any work: the twin must not replace an input (stats.md)
+    records = []
+    for where, record in read_jsonl(stats):
+        missing = [k for k in NEEDED if k not in record]
+        if missing:
+            raise VtcavError(f"{where}: not a vt-stats record (lacks {', '.join(missing)})")
+        records.append(record)
+    if not records:
+        raise VtcavError(f"{display_name(stats)}: no statistics records")
+    base = output.resolve().parent
+    built = build_report(Report(records, figures, inputs, pages, base, title, display_name(stats)))
+    with atomic_path(output) as tmp:
+        tmp.write_text(built.html, encoding="utf-8")
+    written = [str(output)]
+    if markdown is not None:
+        with atomic_path(markdown) as tmp:
+            tmp.write_text(built.markdown, encoding="utf-8")
+        written.append(str(markdown))
+    return len(records), len(pages), written

@@ -6,6 +6,8 @@
 - :mod:`.hypotheses`: one hypothesis per (target, layer, concept, against), families;
 - :mod:`.inputs`: score records validated, duplicates and mixed runs refused;
 - :mod:`.controls`: sanity controls (randomised models, gradients) beside the real verdicts.
+- :mod:`.tables`: the significance table and the unreachable-significance warning;
+- :mod:`.plots`: the TCAV figure.
 
 Example:
     >>> correct([0.01, 0.02, 0.5], "bonferroni").round(3).tolist()
