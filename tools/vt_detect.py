@@ -9,10 +9,8 @@ import typer
 
 from vtcav_common.core import files, messages
 from vtcav_common.cli import frame, options
-from vtcav_common.core.errors import VtcavError
 from vtcav_common.scale import shard as sharding
-from vtcav_common.detect import TRACKERS, DetectSettings, Detector, check_video, collect_sources
-from vtcav_common.formats.records import write_records
+from vtcav_common.detect import TRACKERS, DetectSettings, Detector, collect_sources, detect_videos
 
 app = frame.make_app(
     "vt-detect",
@@ -73,23 +71,10 @@ def detect(
         identity = part.identity({"videos": len(sources)})
         sources = part.take(sources)
     detector = Detector.load(model, settings)
-    infos = [check_video(source) for source in sources]  # every video readable before any record is written
 
     started = time.perf_counter()
-    empty, total = [], 0
     with files.open_text_output(output) as out:
-        for source, info in messages.progress(zip(sources, infos), total=len(sources), description="videos"):
-            count = write_records(detector.video(source, info.fps), out)
-            total += count
-            if count == 0:
-                empty.append(source)
-                if allow_empty:
-                    messages.warn(f"{source.path}: no detections")
-        if empty and not allow_empty:
-            more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
-            names = ", ".join(str(s.path) for s in empty[:3]) + more
-            raise VtcavError(f"no detections in {len(empty)} video(s): {names} "
-                                 f"(--allow-empty to accept, or lower --conf)")
+        total = detect_videos(detector, sources, out, allow_empty)
     if part is not None:
         sharding.write_sidecar(output, "detections", "vt-detect",
                                sharding.detect_provenance(model, settings, inputs), identity)

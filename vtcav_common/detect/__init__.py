@@ -32,7 +32,8 @@ import numpy as np
 
 from ..core import video as vio
 from ..core.errors import UsageError, VtcavError
-from ..formats.records import Detection, looks_like_manifest, read_manifest
+from ..core.messages import progress, warn
+from ..formats.records import Detection, looks_like_manifest, read_manifest, write_records
 
 TRACKERS = ("bytetrack", "botsort", "none")
 DETECTING_TASKS = ("detect", "segment", "pose")   # tasks whose results carry axis-aligned boxes
@@ -121,6 +122,31 @@ def check_video(source: VideoSource) -> vio.VideoInfo:
 
 
 # --------------------------------------------------------------------------- model
+def detect_videos(detector: "Detector", sources: Sequence[VideoSource], out, allow_empty: bool = False) -> int:
+    """vt-detect's run: every video's tracked detections written to ``out`` (JSONL), in input order;
+    returns the number of records.
+
+    Every video is checked readable before any record is written. A video without a single
+    detection is an error naming it (a wrong --conf or model looks like that), or with
+    ``allow_empty`` a warning.
+    """
+    infos = [check_video(source) for source in sources]
+    empty, total = [], 0
+    for source, info in progress(zip(sources, infos), total=len(sources), description="videos"):
+        count = write_records(detector.video(source, info.fps), out)
+        total += count
+        if count == 0:
+            empty.append(source)
+            if allow_empty:
+                warn(f"{source.path}: no detections")
+    if empty and not allow_empty:
+        more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+        names = ", ".join(str(s.path) for s in empty[:3]) + more
+        raise VtcavError(f"no detections in {len(empty)} video(s): {names} "
+                         f"(--allow-empty to accept, or lower --conf)")
+    return total
+
+
 @dataclass(frozen=True)
 class DetectSettings:
     """How to run the detector; ``imgsz=None`` uses the size the model was trained at."""
