@@ -40,13 +40,6 @@ app = frame.make_app(
 )
 
 
-def _model_options(model, weights, class_names, trust_checkpoint, device):
-    from vtcav_common.models import load_model
-
-    return load_model(model, weights, class_names=str(class_names) if class_names else None,
-                      trust_checkpoint=trust_checkpoint, device=device)
-
-
 @app.command(epilog="Examples:\n\n"
                     "    vt-ace supervoxels world/labels.jsonl --label right --split train -o cand.h5\n\n"
                     "    vt-ace supervoxels clips/ --resolutions 10,30 --compactness 5 -o cand.h5")
@@ -83,9 +76,9 @@ def supervoxels(
     provenance = {"videos_source": Path(videos).name, "split": split}
     if len(labels) > 1:
         provenance["labels"] = labels
-    if part is not None:   # a contiguous block of the chosen videos, in order (vtcav_common.scale.shard)
-        provenance["shard"] = part.identity({"videos": len(chosen)})
-        chosen = part.take(chosen)
+    chosen, identity = sharding.take_block(part, chosen)   # a contiguous block of the chosen videos, in order
+    if identity is not None:
+        provenance["shard"] = identity
     started = time.perf_counter()
     count = write_candidates(chosen, out, params, sampling, label, name=name, provenance=provenance)
     messages.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
@@ -143,7 +136,7 @@ def discover(
                               split=split or None, batch_size=batch_size)
     info = check_inputs(candidates, set_name, random, options)   # refuse bad input before loading the model
     torch.manual_seed(seed)
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
     given = None
     if features is not None:
@@ -191,7 +184,7 @@ def features(
 
     messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
     rows = write_features(loaded, candidates, set_name, layer, grid, batch_size, out, part)
     messages.info(f"vt-ace: features of {rows} candidates at {layer} (grid {grid}) -> {out} "
@@ -233,7 +226,7 @@ def faithfulness(
     read_ranking(ranking, concept_model.names)
     target = label or concept_model.target
     chosen = select_videos(videos, target, split or None, max_videos)
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     options = FaithfulnessOptions(max_concepts, repeats, seed, batch_size)
     records = run_faithfulness(loaded, concepts, ranking, chosen, options, target)
     with files.open_text_output(output) as handle:
@@ -323,7 +316,7 @@ def tubelets(
     params = SegmentParams(parse_resolutions(resolutions), compactness)
     chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
     chosen = chosen[:max_videos] if max_videos else chosen
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
     count = write_tubelets(chosen, out, loaded, parse_layer_list(layers), params,
                            labels[0] if len(labels) == 1 else None,
@@ -404,7 +397,7 @@ def vtcd(
     settings = _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max,
                               max_members, masks, rate, null_copies, bootstrap, alpha, response, cells, seed,
                               batch_size, faith is not None, max_concepts, gt)
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     started = time.perf_counter()
     result = run_vtcd(loaded, source, settings, out, videos, concepts, stats, work_dir, concepts_only)
     if result is None:
@@ -475,7 +468,7 @@ def masks(
     concept_model = read_concept_model(concepts)
     tubes = read_tubelets(tubelets_file)
     paths = video_paths(videos)
-    loaded = _model_options(model, weights, class_names, trust_checkpoint, device)
+    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
     require_same_model(concept_model.provenance, loaded, concepts)
     started = time.perf_counter()
     done = write_mask_stats(loaded, concept_model, tubes, paths, target or concept_model.target, options, out, part)

@@ -67,9 +67,7 @@ def detect(
     sources = collect_sources(inputs)
     part = sharding.parse_shard(shard)
     sharding.require_file_output(part, output)
-    if part is not None:  # a contiguous block of the videos in input order; FILE.shard.json says which
-        identity = part.identity({"videos": len(sources)})
-        sources = part.take(sources)
+    sources, identity = sharding.take_block(part, sources)  # a block of the videos; FILE.shard.json says which
     detector = Detector.load(model, settings)
 
     started = time.perf_counter()

@@ -13,7 +13,6 @@ from vtcav_common.cli import options
 from vtcav_common.core import selection
 from vtcav_common.scale import shard as sharding
 from vtcav_common.embed import DTYPES, MANIFEST_SET, clipset_inputs, embed, manifest_inputs
-from vtcav_common.models import load_model
 from vtcav_common.models.controls import HELP as CONTROL_HELP, parse_control
 from vtcav_common.embed.pooling import HELP as POOL_HELP, parse_pool
 from vtcav_common.formats.records import looks_like_manifest
@@ -99,10 +98,8 @@ def main_command(
     from vtcav_common.models.layers import parse_layer_list, usual_layers
 
     chosen = parse_layer_list(layers)
-    loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
-                        trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
-                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device,
-                        need_weights=not list_layers)   # the architecture alone lists its layers
+    loaded = options.load_model_options(model, weights, class_names, trust_checkpoint, device, frames, size, mean, std,
+                                        need_weights=not list_layers)   # the architecture alone lists its layers
     if list_layers:
         _print_layers(loaded, all_layers)
         return

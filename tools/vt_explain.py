@@ -12,7 +12,6 @@ from vtcav_common.cli import frame
 from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
 from vtcav_common.scale import shard as sharding
-from vtcav_common.models import load_model   # cheap: torch is imported when the model is loaded
 
 # For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
 # main_command; importing them here would load torch and cv2 before --help or --version could answer.
@@ -127,13 +126,8 @@ def main_command(
                               pictures=str(pictures) if pictures else None, picture_format=picture_format,
                               strip_frames=strip_frames, picture_scale=picture_scale, seed=seed)
     videos = gather_videos(inputs, labels, split)
-    shard_identity = None
-    if part is not None:   # a contiguous block of the videos in input order (vtcav_common.scale.shard)
-        shard_identity = part.identity({"videos": len(videos)})
-        videos = part.take(videos)
-    loaded = load_model(model, weights, class_names=str(class_names) if class_names else None,
-                        trust_checkpoint=trust_checkpoint, frames=frames, size=options.square_size(size),
-                        mean=options.parse_rgb(mean, "--mean"), std=options.parse_rgb(std, "--std"), device=device)
+    videos, shard_identity = sharding.take_block(part, videos)   # a contiguous block of the videos, in order
+    loaded = options.load_model_options(model, weights, class_names, trust_checkpoint, device, frames, size, mean, std)
     with files.open_text_output(files.STDIO) as records:
         summary = explain_videos(loaded, videos, output, settings, records, shard=shard_identity)
     shares = summary["mean_share"]

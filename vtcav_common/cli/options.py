@@ -154,3 +154,17 @@ def resolve_device_name(text: str) -> str:
     import torch  # only the commands that run a model get here
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- the model bundle
+def load_model_options(model: str | None, weights: str | None, class_names=None, trust_checkpoint: bool = False,
+                       device: str = "auto", frames: int | None = None, size: str | None = None,
+                       mean: str | None = None, std: str | None = None, **extra):
+    """The model that the options ``--model --weights --class-names --trust-checkpoint --device``
+    (and the input overrides ``--frames --size --mean --std``) name: one translation of the
+    bundle every model-running front end declares (vt-embed, vt-explain, vt-ace)."""
+    from ..models import load_model  # cheap: torch is imported when the model is loaded
+
+    return load_model(model, weights, class_names=str(class_names) if class_names else None,
+                      trust_checkpoint=trust_checkpoint, frames=frames, size=square_size(size),
+                      mean=parse_rgb(mean, "--mean"), std=parse_rgb(std, "--std"), device=device, **extra)

@@ -153,6 +153,14 @@ def shard_input_sets(input_sets: list, shard: Shard | None, batch_size: int = 1)
     return cut, identity
 
 
+def take_block(shard: Shard | None, items: Sequence[T], unit: str = "videos") -> tuple[Sequence[T], dict | None]:
+    """The one shard idiom of the front ends: a sharded run's contiguous block of ``items`` (in
+    input order) and the identity its output records; unsharded, all of them and None."""
+    if shard is None:
+        return items, None
+    return shard.take(items), shard.identity({unit: len(items)})
+
+
 def shard_plans(plans: list, shard: Shard | None, append: bool = False) -> tuple[list, dict | None]:
     """vt-concepts' clip plans cut to this shard: a block of each set's clips, by clip index.
 
