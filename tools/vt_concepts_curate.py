@@ -35,7 +35,7 @@ def import_(
     append: bool = typer.Option(False, "--append", help="Add the set(s) to OUTPUT, keeping the sets it has "
                                                         "(the sampling must match: give --frames/--size)."),
     replace: bool = typer.Option(False, "--replace", help="With --append: a set of the same name is replaced."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    quiet: bool = options.quiet(help="No messages on stderr."),
 ) -> None:
     """Bring **hand-curated concept clips** into the chain: a folder of clip videos, or an array
     N x T x H x W x 3 (uint8, or float in [0, 1]) in an .npy or .npz file. Clips are resampled to
@@ -93,7 +93,7 @@ def review(
                                        help="Clip ids to drop (the #s of the sheet; SET:ID with several sets); "
                                             "writes the cleaned file to -o."),
     output: Optional[Path] = options.output(None, help="With --drop: the cleaned clip-set file."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No messages on stderr."),
+    quiet: bool = options.quiet(help="No messages on stderr."),
 ) -> None:
     """**Review sheets** of concept sets: per set a PNG grid and a self-contained HTML page with
     animated thumbnails, each clip's source video and time span, the least typical clips first

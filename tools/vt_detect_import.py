@@ -70,7 +70,7 @@ def import_command(
                                                    "(default: the list file's folder)."),
     split: Optional[str] = typer.Option(None, "--split", help="mmaction: the split to record (default: from "
                                                               "the file name, train/val/test, else all)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    quiet: bool = options.quiet(help="No summary on stderr."),
     version: bool = frame.version_option(),
 ) -> None:
     messages.set_quiet(quiet)

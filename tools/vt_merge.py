@@ -36,7 +36,7 @@ def merge(
     output: Optional[str] = options.output(None, help="The merged file to write (atomically)."),
     copy: bool = typer.Option(False, "--copy", help="HDF5: copy the arrays into OUT (self-contained) instead "
                                                     "of virtual datasets that read the shards."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    quiet: bool = options.quiet(help="No summary on stderr."),
     version: bool = frame.version_option(),
 ) -> None:
     from vtcav_common.scale.merge import merge_files
