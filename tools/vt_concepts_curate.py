@@ -14,8 +14,7 @@ import typer
 from vtcav_common.formats import clips as clipsets
 from vtcav_common.core import messages, selection
 from vtcav_common.cli import options
-from vtcav_common.formats.clips import ClipSetWriter
-from vtcav_common.core.errors import UsageError, VtcavError
+from vtcav_common.core.errors import UsageError
 
 TOOL = "vt-concepts"
 
@@ -40,40 +39,10 @@ def import_(
     """Bring **hand-curated concept clips** into the chain: a folder of clip videos, or an array
     N x T x H x W x 3 (uint8, or float in [0, 1]) in an .npy or .npz file. Clips are resampled to
     --frames and --size when given (to match other sets in one file), else kept as they are."""
-    from vtcav_common.concepts import parse_size
-    from vtcav_common.concepts import imports as imp
+    from vtcav_common.concepts.imports import import_clip_sets
 
     messages.set_quiet(quiet)
-    if role not in clipsets.ROLES:
-        raise UsageError(f"--role takes {' or '.join(clipsets.ROLES)}, got '{role}'")
-    wanted_size = parse_size(size) if size else None
-    planned = []  # (set name, source, batches(sampling), first clip)
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            videos = imp.folder_clips(path)
-            planned.append((path.name, source, lambda sampling, v=videos: imp.video_batches(v), videos[0]))
-        elif path.suffix.lower() in (".npy", ".npz"):
-            for set_name, array in imp.array_sets(path, key).items():
-                planned.append((set_name, source, lambda sampling, a=array, src=source: imp.array_batches(a, src),
-                                array))
-        elif not path.exists():
-            raise VtcavError(f"{source}: no such file or folder")
-        else:
-            raise UsageError(f"{source}: import takes a folder of clip videos, an .npy or an .npz file")
-    if name is not None:
-        if len(planned) != 1:
-            raise UsageError(f"--name names one set, but the sources hold {len(planned)}")
-        planned = [(name,) + planned[0][1:]]
-    sampling = imp.natural_sampling(planned[0][3], frames, wanted_size)
-    run = {"command": "import", "sources": [Path(s).name for s in sources], "key": key, "role": role}
-    with ClipSetWriter(output, sampling, TOOL, run, append=append, replace=replace) as writer:
-        for set_name, source, batches, _ in planned:
-            clipsets.check_set_name(set_name)
-            count = imp.write_imported(writer, set_name, batches(sampling), role, f"imported from {Path(source).name}",
-                                       {**run, "source": str(source)})
-            messages.info(f"{TOOL}: {set_name}: {count} clips imported from {source}")
-    messages.info(f"{TOOL}: {len(planned)} set(s) of {sampling.describe()} -> {output}")
+    import_clip_sets(sources, output, name, key, role, frames, size, append, replace)
 
 
 def review(
@@ -113,13 +82,7 @@ def review(
         return
     if out_dir is None:
         raise UsageError("give --out-dir DIR for the sheets (or --drop ID,... -o FILE)")
-    for set_name in chosen:
-        n = next(i.n for i in infos if i.name == set_name)
-        distances, used = rev.typicality(acts, set_name, layer, n) if acts else (None, None)
-        order = rev.review_order(distances, n)[:max_clips]
-        sources = rev.clip_sources(path, set_name, videos)
-        png, page = rev.write_review(path, set_name, out_dir, order, sources, distances, used, columns)
-        messages.info(f"{TOOL}: {set_name}: {len(order)} of {n} clips -> {png}, {page}")
+    rev.write_reviews(path, chosen, out_dir, acts, layer, videos, max_clips, columns)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,8 +25,10 @@ import cv2
 import numpy as np
 
 from ..core import video as videolib
-from ..formats.clips import ClipSetWriter, Sampling
-from ..core.errors import VtcavError
+from ..core.errors import UsageError, VtcavError
+from ..core.messages import info
+from ..core.parsing import parse_size
+from ..formats.clips import ROLES, ClipSetWriter, Sampling, check_set_name
 
 BATCH = 32  # clips converted and written at a time
 
@@ -167,3 +169,43 @@ def natural_sampling(first: np.ndarray | Path, frames: int | None, size: tuple[i
         info = videolib.probe(first)
         t, h, w = info.frames, info.height, info.width
     return Sampling(frames or int(t), size or (int(h), int(w)), stride)
+
+
+def import_clip_sets(sources: list[str], output: Path, name: str | None = None, key: str | None = None,
+                     role: str = "concept", frames: int | None = None, size: str | None = None,
+                     append: bool = False, replace: bool = False) -> int:
+    """vt-concepts import: folders of clip videos, .npy or .npz arrays into one clip-set file, each
+    source a set (``name`` renames the only one); clips resampled to ``frames``/``size`` when given,
+    else kept as they are. Returns the number of sets written."""
+    tool = "vt-concepts"
+    if role not in ROLES:
+        raise UsageError(f"--role takes {' or '.join(ROLES)}, got '{role}'")
+    wanted_size = parse_size(size) if size else None
+    planned = []  # (set name, source, batches(sampling), first clip)
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            videos = folder_clips(path)
+            planned.append((path.name, source, lambda sampling, v=videos: video_batches(v), videos[0]))
+        elif path.suffix.lower() in (".npy", ".npz"):
+            for set_name, array in array_sets(path, key).items():
+                planned.append((set_name, source, lambda sampling, a=array, src=source: array_batches(a, src),
+                                array))
+        elif not path.exists():
+            raise VtcavError(f"{source}: no such file or folder")
+        else:
+            raise UsageError(f"{source}: import takes a folder of clip videos, an .npy or an .npz file")
+    if name is not None:
+        if len(planned) != 1:
+            raise UsageError(f"--name names one set, but the sources hold {len(planned)}")
+        planned = [(name,) + planned[0][1:]]
+    sampling = natural_sampling(planned[0][3], frames, wanted_size)
+    run = {"command": "import", "sources": [Path(s).name for s in sources], "key": key, "role": role}
+    with ClipSetWriter(output, sampling, tool, run, append=append, replace=replace) as writer:
+        for set_name, source, batches, _ in planned:
+            check_set_name(set_name)
+            count = write_imported(writer, set_name, batches(sampling), role, f"imported from {Path(source).name}",
+                                   {**run, "source": str(source)})
+            info(f"{tool}: {set_name}: {count} clips imported from {source}")
+    info(f"{tool}: {len(planned)} set(s) of {sampling.describe()} -> {output}")
+    return len(planned)

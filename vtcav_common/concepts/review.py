@@ -35,6 +35,7 @@ from ..core import video as videolib
 from ..core.pictures import contact_sheet, write_png
 from ..core.errors import IncompatibleError, UsageError, VtcavError
 from ..core.files import atomic_path
+from ..core.messages import info
 
 THUMB = 128  # pixels: thumbnails are enlarged (nearest) to at least this side
 
@@ -227,3 +228,17 @@ def parse_drops(text: str, sets: list[str]) -> dict[str, list[int]]:
     if not drops:
         raise UsageError("--drop: no clip ids given")
     return drops
+
+
+def write_reviews(path: str, chosen: list[str], out_dir: Path, acts: str | None = None, layer: str | None = None,
+                  videos: str | None = None, max_clips: int = 60, columns: int = 8) -> None:
+    """vt-concepts review: per chosen set a PNG grid and an HTML page, the least typical clips
+    first when ``acts`` (vt-embed's activations of the file) is given."""
+    infos = clipsets.list_sets(path)
+    for set_name in chosen:
+        n = next(i.n for i in infos if i.name == set_name)
+        distances, used = typicality(acts, set_name, layer, n) if acts else (None, None)
+        order = review_order(distances, n)[:max_clips]
+        sources = clip_sources(path, set_name, videos)
+        png, page = write_review(path, set_name, out_dir, order, sources, distances, used, columns)
+        info(f"vt-concepts: {set_name}: {len(order)} of {n} clips -> {png}, {page}")
