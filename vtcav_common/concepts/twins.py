@@ -45,37 +45,15 @@ import numpy as np
 from ..formats import clips as clipsets
 from ..core import h5io
 from ..core.errors import UsageError, VtcavError
+# the twins' names and transforms are part of the clip-set format (formats.clips)
+from ..formats.clips import SEPARATOR, TRANSFORMS, Transform, parse_twin, twin_name  # noqa: F401
 
-SEPARATOR = "~"
 KIND = ROLE = "twin"
 FRAME_KEPT = ("first", "middle", "last")
 DEFAULT_BLUR = 3.0
 
 
-@dataclass(frozen=True)
-class Transform:
-    name: str
-    question: str      # what a preference of the original over this twin means
-    help: str
-
-
-TRANSFORMS = {t.name: t for t in (
-    Transform("frozen", "motion", "one frame of each clip repeated (--frame-kept)"),
-    Transform("shuffled", "frame order", "each clip's frames in a seeded random order"),
-    Transform("reversed", "direction", "the frames in reverse order"),
-    Transform("blurred", "appearance", "every frame blurred in space (--blur-sigma pixels), the motion kept"),
-)}
 DEFAULT_TRANSFORMS = ("frozen", "shuffled", "reversed")
-
-
-def twin_name(source: str, transform: str) -> str:
-    return f"{source}{SEPARATOR}{transform}"
-
-
-def parse_twin(name: str) -> tuple[str, str] | None:
-    """``(source, transform)`` of a twin set's name, or None for any other name."""
-    source, sep, transform = name.rpartition(SEPARATOR)
-    return (source, transform) if sep and source and transform in TRANSFORMS else None
 
 
 def twin_pairs(names: Sequence[str], sources: Sequence[str] | None = None) -> list[tuple[str, str]]:

@@ -445,3 +445,33 @@ def _copy_rows(data: h5py.Dataset, target: h5py.Group, key: str, keep: np.ndarra
                                 compression_opts=data.compression_opts, track_times=False)
     for start in range(0, rows, META_CHUNK):  # bounded memory for sets of many clips
         out[start:start + META_CHUNK] = data[keep[start:start + META_CHUNK]]
+
+
+# --------------------------------------------------------------------------- temporal twins
+# A twin set (vt-concepts twins) is named SOURCE~TRANSFORM: the same clips with only time changed.
+SEPARATOR = "~"
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    question: str      # what a preference of the original over this twin means
+    help: str
+
+
+TRANSFORMS = {t.name: t for t in (
+    Transform("frozen", "motion", "one frame of each clip repeated (--frame-kept)"),
+    Transform("shuffled", "frame order", "each clip's frames in a seeded random order"),
+    Transform("reversed", "direction", "the frames in reverse order"),
+    Transform("blurred", "appearance", "every frame blurred in space (--blur-sigma pixels), the motion kept"),
+)}
+
+
+def twin_name(source: str, transform: str) -> str:
+    return f"{source}{SEPARATOR}{transform}"
+
+
+def parse_twin(name: str) -> tuple[str, str] | None:
+    """``(source, transform)`` of a twin set's name, or None for any other name."""
+    source, sep, transform = name.rpartition(SEPARATOR)
+    return (source, transform) if sep and source and transform in TRANSFORMS else None

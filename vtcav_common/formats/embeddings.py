@@ -49,7 +49,6 @@ import numpy as np
 from ..core import h5io
 from ..core.files import fail_hdf5_write
 from ..core.errors import IncompatibleError, VtcavError
-from ..models.controls import model_key
 
 KIND = "embeddings"
 # Provenance keys that must agree before activations/gradients/CAVs may be combined.
@@ -381,3 +380,12 @@ def require_same_model(name_a: str, prov_a: dict, name_b: str, prov_b: dict) -> 
 def _brief(value) -> str:
     text = str(value)
     return text if len(text) <= 24 else text[:21] + "..."
+
+
+def model_key(provenance: dict) -> str | None:
+    """What of a file's ``control`` changes the model (name and seed; vt-embed --control reinit or
+    cascade:LAYER), None for the trained model or a control of the gradients only."""
+    control = provenance.get("control")
+    if not isinstance(control, dict) or control.get("kind") not in ("reinit", "cascade"):
+        return None
+    return f"{control['name']} seed {control.get('seed')}"

@@ -56,6 +56,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
     from .checkpoint import existing_file, is_exported_program, is_torchscript, read_sidecar, sidecar_model
     from .common import LoadRequest, resolve_device
     from .registry import source_for
+    from .torchvision_source import ARCHITECTURES
 
     request = LoadRequest(model=model or "", weights=existing_file(weights) if weights else None,
                           class_names=class_names, trust_checkpoint=trust_checkpoint, frames=frames,
@@ -63,7 +64,7 @@ def load_model(model: str | None, weights: str | None, *, class_names: str | Seq
     request.sidecar = read_sidecar(request.weights)
     # A model the sidecar names is code chosen by whoever shipped the weights: only vtcav's
     # own models, unless the user trusts the checkpoint (see checkpoint.sidecar_model).
-    request.model = model or sidecar_model(request.weights, request.sidecar, trust_checkpoint)
+    request.model = model or sidecar_model(request.weights, request.sidecar, trust_checkpoint, ARCHITECTURES)
     if model and model != request.sidecar.get("model") and request.sidecar.get("model_kwargs"):
         # The user chose another callable: the sidecar's arguments were meant for its own model.
         request.sidecar = {k: v for k, v in request.sidecar.items() if k != "model_kwargs"}

@@ -17,7 +17,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 from torch import nn
@@ -166,7 +166,8 @@ def read_sidecar(weights: Path | None) -> dict:
 OWN_FACTORIES = frozenset({"vtcav_common.models.tiny:motion_c3d", "vtcav_common.models.tiny:appearance_c3d"})
 
 
-def sidecar_model(weights: Path | None, sidecar: dict, trust_checkpoint: bool) -> str:
+def sidecar_model(weights: Path | None, sidecar: dict, trust_checkpoint: bool,
+                  architectures: Collection[str] = ()) -> str:
     """The model a weights file's sidecar names, if it may be used: ``""`` when none.
 
     Without ``trust_checkpoint`` only :data:`OWN_FACTORIES` and torchvision architectures
@@ -189,11 +190,8 @@ def sidecar_model(weights: Path | None, sidecar: dict, trust_checkpoint: bool) -
                          f"(or pass --trust-checkpoint)")
     if model in OWN_FACTORIES:
         return model
-    if re.fullmatch(r"[a-z][a-z0-9_]*", model):   # an architecture name, no code to name
-        from .torchvision_source import ARCHITECTURES
-
-        if model in ARCHITECTURES and not kwargs:
-            return model
+    if re.fullmatch(r"[a-z][a-z0-9_]*", model) and model in architectures and not kwargs:
+        return model   # an architecture name of the video zoo: no code to name
     shown = model if len(model) <= 80 and model.isprintable() else repr(model[:80])
     raise VtcavError(f"{where}: the sidecar names the model {shown}, which is not one of vtcav's own "
                      f"models; refusing to run code named by a file that came with the weights. "

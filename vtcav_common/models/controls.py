@@ -26,7 +26,7 @@ The control is recorded in the embeddings file's provenance (``control``: name, 
 and what was re-initialised), carried by vt-cav into the CAV file and by vt-score into
 every score record (``control``: the name, null for a real run). Model controls
 (``reinit``, ``cascade``) change the activations, so files of different model controls
-(or seeds) are refused together (:func:`model_key`, compared by
+(or seeds) are refused together (:func:`vtcav_common.formats.embeddings.model_key`, compared by
 :func:`vtcav_common.formats.embeddings.require_same_model`); gradient controls change only the
 gradients, so vt-score accepts real CAVs with a gradient control's gradients
 (:func:`scoring_control`).
@@ -51,7 +51,7 @@ from ..core.errors import IncompatibleError, UsageError, VtcavError
 if TYPE_CHECKING:  # pragma: no cover
     from .base import LoadedModel
 
-MODEL_CONTROLS = ("reinit", "cascade")
+MODEL_CONTROLS = ("reinit", "cascade")    # the same in formats.embeddings.model_key (the file format)
 GRADIENT_CONTROLS = ("permute-grads", "permute-labels")
 HELP = ("Sanity control: embed under a randomised model. reinit (every weight re-initialised, seeded by "
         "--seed), cascade:LAYER (the layers from the head down to and including LAYER re-initialised), "
@@ -93,14 +93,6 @@ def parse_control(text: str | None, seed: int = 0) -> Control | None:
 def control_name(provenance: dict) -> str | None:
     control = provenance.get("control")
     return control.get("name") if isinstance(control, dict) else None
-
-
-def model_key(provenance: dict) -> str | None:
-    """What of a file's control changes the model (name and seed), None for the trained model."""
-    control = provenance.get("control")
-    if not isinstance(control, dict) or control.get("kind") not in MODEL_CONTROLS:
-        return None
-    return f"{control['name']} seed {control.get('seed')}"
 
 
 def scoring_control(cavs: str, cav_provenance: dict, gradients: str, grads_provenance: dict) -> str | None:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from ..concepts.twins import TRANSFORMS, parse_twin
+from ..formats.clips import TRANSFORMS, parse_twin
 from . import corrections
 from .hypotheses import family_key
 
