@@ -69,12 +69,36 @@ def _stand_in_for_missing_drn() -> None:
     sys.modules[name + ".drn"] = module
 
 
+def _stand_in_for_incompatible_multimodal() -> None:
+    """mmaction2 1.2.0 imports its multimodal models (VindLU) whenever ``transformers`` is
+    installed, and they need transformers 4's API and timm: with transformers 5 (which vtcav's
+    own source of VideoMAE, TimeSformer and ViViT uses) that import fails and takes every
+    mmaction2 model down with it. vtcav explains recognizers, never VindLU's retrieval models,
+    so an empty package stands in for ``mmaction.models.multimodal`` where it cannot import."""
+    import importlib.metadata
+    import importlib.util
+
+    name = "mmaction.models.multimodal"
+    if name in sys.modules or importlib.util.find_spec("transformers") is None:
+        return
+    try:
+        major = int(importlib.metadata.version("transformers").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        major = 5
+    if major < 5 and importlib.util.find_spec("timm") is not None:
+        return                                  # VindLU's own requirements: it imports
+    package = types.ModuleType(name)
+    package.__path__ = []
+    sys.modules[name] = package
+
+
 @functools.lru_cache(maxsize=None)
 def import_mmaction():
     """Import mmaction2 with its models registered; a clear error when the extra is absent."""
     try:
         import mmaction  # noqa: F401
         _stand_in_for_missing_drn()
+        _stand_in_for_incompatible_multimodal()
         with warnings.catch_warnings():
             # mmcv-lite lacks the compiled ops; mmcv says so at import. vtcav does not use them.
             warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
