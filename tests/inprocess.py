@@ -189,6 +189,8 @@ def _random_state():
     python_state = random.getstate()
     numpy = sys.modules.get("numpy")
     numpy_state = numpy.random.get_state() if numpy else None
+    # ultralytics sets numpy's print options when it is first imported (by vt-detect here)
+    print_options = numpy.get_printoptions() if numpy else None
     torch = sys.modules.get("torch")
     if torch is not None:
         torch_state, grad, threads = torch.random.get_rng_state(), torch.is_grad_enabled(), torch.get_num_threads()
@@ -199,6 +201,7 @@ def _random_state():
         random.setstate(python_state)
         if numpy is not None:
             numpy.random.set_state(numpy_state)
+            numpy.set_printoptions(**print_options)
         if torch is not None:
             torch.random.set_rng_state(torch_state)
             torch.set_grad_enabled(grad)

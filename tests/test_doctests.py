@@ -10,6 +10,7 @@ import doctest
 import importlib
 import pkgutil
 
+import numpy as np
 import pytest
 
 import vtcav_common
@@ -33,8 +34,12 @@ def test_docstring_examples(name):
     module = _import(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(module, name):
-        runner.run(test)
+    # numpy's own print options, as a user's fresh interpreter has them (a library imported by an
+    # earlier test, e.g. ultralytics, may have changed the process-wide ones)
+    with np.printoptions(precision=8, threshold=1000, edgeitems=3, linewidth=75, suppress=False, nanstr="nan",
+                         infstr="inf", sign="-", formatter=None, floatmode="maxprec", legacy=False):
+        for test in finder.find(module, name):
+            runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples failed in {name}"
 
