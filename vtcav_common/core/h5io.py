@@ -191,7 +191,9 @@ GROUPS = {
     "embeddings": {"sets": (), "layers": (), "sets/*/acts": (), "sets/*/grads": (),
                    "sets/*": (("kind", "str"), ("role", "str"), ("n", "int")),
                    "layers/*": (("name", "str"), ("shape", "ints"))},
-    "clips": {"concepts": (), "concepts/*": (("kind", "str"), ("role", "str"))},
+    "clips": {"concepts": (), "concepts/*": (("kind", "str"), ("role", "str")),
+              # vt-ace tubelets: per layer, each tubelet's pooled feature and its grid weights
+              "concepts/*/vtcd_features": (), "concepts/*/vtcd_grid": ()},
     "cavs": {"layers": (), "layers/*": ()},
     "relevance": {},
 }
