@@ -12,5 +12,17 @@ Example::
     records = [r.to_dict() for r in score_cavs("cavs.h5", "grads.h5")]
 """
 
-from .fitting import CAVTask, FitOptions, FitSummary, fit_cavs, fit_layer, plan, quiet_convergence  # noqa: F401
-from .scores import ScoreOptions, ScoreRecord, score_cavs  # noqa: F401
+# Lazy: a front end that only needs the classifier list (vt-cav --help, --version) imports
+# .classifiers, which imports this package first; HDF5 and the file formats load on first use.
+_LAZY = {name: ".fitting" for name in ("CAVTask", "FitOptions", "FitSummary", "fit_cavs", "fit_layer", "plan",
+                                        "quiet_convergence")}
+_LAZY.update({name: ".scores" for name in ("ScoreOptions", "ScoreRecord", "score_cavs")})
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
