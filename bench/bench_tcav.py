@@ -234,8 +234,11 @@ def main() -> None:
         work = Path(tmp)
         labels, concepts = prepare(work, args.clips, args.inputs, args.random_sets)
         n_clips = (2 + args.random_sets) * args.clips
-        cavs = len(LAYERS) * (2 * args.random_sets + args.random_sets)
-        print(f"job: {len(LAYERS)} layers, 2 concepts x {args.random_sets} random sets + {args.random_sets} null "
+        from vtcav_common.tcav.fitting import null_pairs   # vt-cav's default null (--null-partners)
+
+        n_null = len(null_pairs(args.random_sets))
+        cavs = len(LAYERS) * (2 * args.random_sets + n_null)
+        print(f"job: {len(LAYERS)} layers, 2 concepts x {args.random_sets} random sets + {n_null} null "
               f"= {cavs} CAVs, {n_clips} clips, {args.inputs} inputs; torch threads "
               f"{os.environ.get('BENCH_THREADS', '2')}; {args.repeats} repeats (median [min-max]); "
               f"machine load {os.getloadavg()[0]:.1f} at start (shared machine: times are indicative)")
