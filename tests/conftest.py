@@ -27,7 +27,11 @@ from inprocess import run_cmd
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "weights"
 
-__all__ = ["REPO", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd"]
+__all__ = ["REPO", "SESSION", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd"]
+
+# Folders of session-scoped fixtures start with this; every other folder a test module makes
+# in pytest's temporary folder is removed when the module ends (see _free_module_scratch).
+SESSION = "session-"
 
 # ultralytics must not touch the network or the home directory, in tests as in use.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -72,6 +76,26 @@ def h5_arrays(path: str | Path) -> tuple[dict, dict]:
         return found, json.loads(handle.attrs["provenance"])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_module_scratch(request, tmp_path_factory):
+    """Remove what a test module wrote into pytest's temporary folder once the module is done,
+    unless one of its tests failed (then it stays to be looked at). A whole run writes about
+    15 GB of worlds, activations and CAVs; kept to the end it fills a CI machine's disk.
+    Session fixtures' folders (named ``SESSION``...) are shared across modules and stay;
+    passed tests' ``tmp_path`` folders go at once (tmp_path_retention_policy in pyproject)."""
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed != failed:
+        return
+    for folder in set(base.iterdir()) - before:
+        if not folder.name.startswith(SESSION):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def cmd():
     """:func:`run_cmd` as a fixture: ``cmd("vt-stats", path, "-q").stdout``."""
@@ -88,7 +112,7 @@ def make_world(tmp_path_factory):
     def make(seed: int, train: int, test: int, classes: str | None = None) -> Path:
         key = (seed, train, test, classes)
         if key not in built:
-            out = tmp_path_factory.mktemp(f"world_seed{seed}_{train}_{test}")
+            out = tmp_path_factory.mktemp(f"{SESSION}world_seed{seed}_{train}_{test}")
             run_cmd("vt-synth", out, "--train-per-class", train, "--test-per-class", test, "--seed", seed, "-q",
                     *(["--classes", classes] if classes else []), check=True)
             built[key] = out
@@ -136,7 +160,7 @@ def make_tiny_weights(tmp_path_factory):
                     if isinstance(module, nn.BatchNorm3d):
                         module.running_mean.uniform_(-0.2, 0.2)
                         module.running_var.uniform_(0.5, 1.5)
-            path = tmp_path_factory.mktemp(f"tiny_weights_seed{seed}") / "tiny.pt"
+            path = tmp_path_factory.mktemp(f"{SESSION}tiny_weights_seed{seed}") / "tiny.pt"
             torch.save(model.state_dict(), path)
             built[seed] = path
         return built[seed]
@@ -171,7 +195,7 @@ def _clip_file(path: Path, seed: int, frames: int, size: int, sets: tuple, id_pr
 def clips_file(tmp_path_factory) -> Path:
     """Random clips of 12 frames of 48x48 (vt-embed resamples them to the model's 16 x 64 x 64):
     'ball_right' (5 clips, a concept) and 'random_0' (3, a random set)."""
-    return _clip_file(tmp_path_factory.mktemp("clips") / "clips.h5", 1, 12, 48,
+    return _clip_file(tmp_path_factory.mktemp(f"{SESSION}clips") / "clips.h5", 1, 12, 48,
                       (("ball_right", "concept", "spatiotemporal", 5), ("random_0", "random", "random", 3)), "vid", 1)
 
 
@@ -179,5 +203,5 @@ def clips_file(tmp_path_factory) -> Path:
 def small_clips_file(tmp_path_factory) -> Path:
     """Random clips of 8 frames of 32x32, untracked: 'ball' (3 clips, a concept) and
     'random_0' (2, a random set); vt-embed resamples them to each model's input."""
-    return _clip_file(tmp_path_factory.mktemp("small_clips") / "clips.h5", 0, 8, 32,
+    return _clip_file(tmp_path_factory.mktemp(f"{SESSION}small_clips") / "clips.h5", 0, 8, 32,
                       (("ball", "concept", "spatiotemporal", 3), ("random_0", "random", "random", 2)), "v", -1)

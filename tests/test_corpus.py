@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ctrl_c_reaches_the_child
+from conftest import SESSION, ctrl_c_reaches_the_child
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))
 import make_corpus  # noqa: E402
@@ -39,7 +39,7 @@ def corpus(tmp_path_factory) -> Path:
         if not (folder / "ckpt").exists():
             make_corpus.build(folder)
         return folder
-    return make_corpus.build(tmp_path_factory.mktemp("corpus"))
+    return make_corpus.build(tmp_path_factory.mktemp(f"{SESSION}corpus"))
 
 
 def _fill(text: str, c: Path, t: Path) -> str:
