@@ -154,8 +154,7 @@ def test_vt_stats_writes_the_twin_table_and_figure(tmp_path):
 
 
 # --------------------------------------------------------------------------- the known answers, both ways
-def _motion_run(tmp_path_factory, world: str) -> dict:
-    out = tmp_path_factory.mktemp(f"motion_{world}")
+def _motion_run(out: Path, world: str) -> dict:
     env = {**os.environ, "WORLD": world, "RANDOM_SETS": "10", "CLIPS": "40", "SEED": "0"}
     result = subprocess.run([str(REPO / "shell" / "motion.sh"), str(out)], capture_output=True, text=True,
                             env=env)
@@ -167,10 +166,10 @@ def _motion_run(tmp_path_factory, world: str) -> dict:
 
 
 @pytest.mark.slow
-def test_motion_world_class_right_relies_on_motion_and_direction(tmp_path_factory):
+def test_motion_world_class_right_relies_on_motion_and_direction(tmp_path):
     """The class is the ball's direction: ball_right beats its frozen twin and its reversed
     twin (which moves left), more than random sets beat theirs."""
-    twins = _motion_run(tmp_path_factory, "motion")
+    twins = _motion_run(tmp_path, "motion")
     for transform in ("frozen", "reversed"):
         found = [r for (layer, t), r in twins.items() if t == transform]
         assert any(r["significant"] and r["direction"] == "+" for r in found), \
@@ -179,10 +178,10 @@ def test_motion_world_class_right_relies_on_motion_and_direction(tmp_path_factor
 
 
 @pytest.mark.slow
-def test_appearance_world_no_twin_comparison_is_significant(tmp_path_factory):
+def test_appearance_world_no_twin_comparison_is_significant(tmp_path):
     """The class is the ball's colour; motion is random alike in every class: no comparison of
     ball_red with a temporal twin may come out significant, at any layer."""
-    twins = _motion_run(tmp_path_factory, "appearance")
+    twins = _motion_run(tmp_path, "appearance")
     assert {t for _, t in twins} == {"frozen", "shuffled", "reversed"} and len(twins) == 9
     significant = [(k, r["mean"], r["null_mean"], r["p_corrected"]) for k, r in twins.items() if r["significant"]]
     assert not significant
