@@ -34,7 +34,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from ..formats.clips import TRANSFORMS, parse_twin
 from . import corrections
@@ -42,6 +41,21 @@ from .hypotheses import family_key
 
 TEST = "twin-prediction"
 LEVEL = 0.95
+
+
+def _t_quantile(q: float, df: float) -> float:
+    """Student's t quantile; scipy.special, imported here so that ``vt-stats --help`` does not
+    pay scipy.stats' half second."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
+def _t_sf(t: float, df: float) -> float:
+    """Student's t upper tail, P(T > t)."""
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -t))
 
 
 def is_twin_record(record: dict) -> bool:
@@ -62,7 +76,7 @@ def _t_interval(values: np.ndarray, prediction: bool) -> tuple[float, float]:
     if n < 2:
         return (float(values.mean()),) * 2 if n else (math.nan, math.nan)
     scale = values.std(ddof=1) * math.sqrt(1 + 1 / n if prediction else 1 / n)
-    half = float(scipy_stats.t.ppf(0.5 + LEVEL / 2, n - 1) * scale)
+    half = float(_t_quantile(0.5 + LEVEL / 2, n - 1) * scale)
     return float(values.mean() - half), float(values.mean() + half)
 
 
@@ -75,7 +89,7 @@ def prediction_test(value: float, null: np.ndarray) -> tuple[float, float]:
     if spread == 0:   # every random set scored alike: only an equal value is unremarkable
         return (0.0, 1.0) if value == float(null.mean()) else (math.copysign(math.inf, value - null.mean()), 0.0)
     t = (value - float(null.mean())) / spread
-    return float(t), float(2 * scipy_stats.t.sf(abs(t), n - 1))
+    return float(t), float(2 * _t_sf(abs(t), n - 1))
 
 
 def twin_tests(records: list[dict], random_sets: set[str] | None = None, correction: str = "bonferroni",
@@ -254,7 +268,7 @@ def _clip(interval) -> tuple[float, float]:
 
 def _mean_interval(r: dict) -> tuple[float, float]:
     n = r.get("R") or 1
-    half = scipy_stats.t.ppf(0.5 + LEVEL / 2, max(n - 1, 1)) * (r.get("std") or 0.0) / math.sqrt(n)
+    half = _t_quantile(0.5 + LEVEL / 2, max(n - 1, 1)) * (r.get("std") or 0.0) / math.sqrt(n)
     return r["mean"] - half, r["mean"] + half
 
 
@@ -263,5 +277,5 @@ def _null_interval(r: dict) -> tuple[float, float]:
     std = r.get("null_std")
     if std is None or r.get("null_mean") is None or not np.isfinite(std):
         return math.nan, math.nan
-    half = scipy_stats.t.ppf(0.5 + LEVEL / 2, max(n - 1, 1)) * std * math.sqrt(1 + 1 / n)
+    half = _t_quantile(0.5 + LEVEL / 2, max(n - 1, 1)) * std * math.sqrt(1 + 1 / n)
     return r["null_mean"] - half, r["null_mean"] + half
