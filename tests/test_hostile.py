@@ -143,6 +143,25 @@ def test_file_size_limit_during_vt_embed(good, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("kind", ["new file", "appended to"])
+def test_file_size_limit_during_vt_concepts(good, tmp_path, kind):
+    """h5py reports a size limit met while closing as a RuntimeError: still one line naming
+    the output, no temporary left, and the file appended to is kept as it was."""
+    target = tmp_path / "c.h5"
+    if kind == "new file":
+        args, limit = ["random", "--videos", good / "world" / "labels.jsonl", "--sets", "3", "--clips-per-set",
+                       "4", "--size", "64", "-o", target], 100
+    else:
+        shutil.copy(good / "concepts.h5", target)
+        args, limit = ["twins", target, "--set", "*", "--kind", "frozen,reversed"], target.stat().st_size // 1024 + 8
+    before = target.read_bytes() if target.exists() else None
+    line = one_error(run("vt-concepts", *args, "-q", cwd=tmp_path, ulimit_f=limit), "vt-concepts")
+    print(line)
+    assert "c.h5" in line and "File too large" in line and "internal error" not in line
+    assert leftovers(tmp_path) == []
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
 # --------------------------------------------------------------------------- concurrent writers
 def test_concurrent_appends_keep_every_set(good, tmp_path):
     args = ["random", "--videos", good / "world" / "labels.jsonl", "--frames", "8", "--size", "32",

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -353,6 +354,21 @@ def write_error(path: str | os.PathLike, err: OSError) -> VtcavError:
     return VtcavError(f"{path}: cannot write ({reason})")
 
 
+def refused_write(err: Exception) -> OSError | None:
+    """The OSError inside an HDF5 error that reports a write the system refused (h5py raises
+    a full disk or file-size limit met while flushing or closing as a RuntimeError, the errno
+    only in its text), or None when ``err`` is anything else.
+
+    >>> refused_write(RuntimeError("Can't decrement id ref count (unable to extend file properly, "
+    ...                            "errno = 27, error message = 'File too large')")).strerror
+    'File too large'
+    """
+    found = re.search(r"errno = (\d+), error message = '([^']+)'", str(err))
+    if found and int(found.group(1)) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return OSError(int(found.group(1)), found.group(2))
+    return None
+
+
 # --------------------------------------------------------------------------- inputs vs outputs
 # Every file a command reads, noted while the command runs (the frame notes its path
 # arguments; video.py the videos it opens): every write below (atomic_path, claim_temp,
@@ -504,6 +520,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except OSError as err:
         if err.errno in WRITE_ERRNOS:
             raise write_error(path, err) from None
+        raise
+    except RuntimeError as err:   # HDF5's way of saying the disk or the size limit is full
+        refused = refused_write(err)
+        if refused is not None:
+            raise write_error(path, refused) from None
         raise
     finally:
         release_temp(tmp)

@@ -305,13 +305,22 @@ class ClipSetWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._staging.close()
+            self._close_staging()
             if exc_type is None:
                 self._assemble()
         finally:
             if self._staging_path is not None:
                 files.release_temp(self._staging_path)
             self._lock.__exit__(None, None, None)
+
+    def _close_staging(self) -> None:
+        try:
+            self._staging.close()
+        except RuntimeError as err:   # h5py's report of a full disk or size limit met on close
+            refused = files.refused_write(err)
+            if refused is None:
+                raise
+            raise files.write_error(self.out, refused) from None
 
     def _assemble(self) -> None:
         sources: list[tuple[Path, list[str]]] = []
