@@ -598,13 +598,14 @@ def read_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers; text that is not UTF-8 is one clear error.
 
     >>> import io
-    >>> list(read_lines(io.StringIO("a\\n\\n b \\n")))
+    >>> list(read_lines(io.StringIO("\\ufeffa\\n\\n b \\n")))
     [(1, 'a'), (3, 'b')]
     """
     number = 0
     try:
         for number, line in enumerate(handle, start=1):
-            line = line.strip()
+            # a byte-order mark (a file saved by a Windows editor) is not part of the first record
+            line = (line[1:] if number == 1 and line.startswith("\ufeff") else line).strip()
             if line:
                 yield number, line
     except UnicodeDecodeError as err:
