@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from conftest import run_cmd
 from vtcav_common.core import h5io
+from vtcav_common.formats.cavs import read_cavs
 from vtcav_common.tcav.cav import ActivationSpace, fit_cav, finalize
 from vtcav_common.tcav.derivatives import directional_derivatives, tcav_scores
 from vtcav_common.stats import correct, significance_tests
@@ -119,6 +120,47 @@ def test_concept_with_chance_cavs_is_never_significant():
     assert result["p"] < 1e-6 and not result["cav_ok"] and not result["significant"]
 
 
+def _twin_world(n=30, d=40, seed=0):
+    """Each clip's appearance varies a lot; its twin is the same clip without the motion (+e0)."""
+    rng = np.random.default_rng(seed)
+    appearance = rng.normal(0, 3.0, (n, d))
+    motion = np.zeros(d)
+    motion[0] = 1.0
+    return appearance + motion + rng.normal(0, .1, (n, d)), appearance + rng.normal(0, .1, (n, d))
+
+
+def test_a_set_and_its_twin_are_split_by_pair():
+    """Split clip by clip, a test clip's twin would be a training example of the other side:
+    accuracy falls below chance and the CAV mixes appearance in; split by pair it is the motion."""
+    concept, twin = _twin_world()
+    space = ActivationSpace(np.concatenate([concept, twin]))
+    n = len(concept)
+    for paired, near_motion, accuracy in ((True, 0.95, 0.45), (False, 0.5, 0.0)):
+        fits = [fit_cav(space, np.arange(n), n + np.arange(n), "mean", seed, paired=paired) for seed in range(5)]
+        cosines = finalize(space, fits)[:, 0]
+        if paired:
+            assert cosines.min() > near_motion and np.mean([f.accuracy for f in fits]) > accuracy
+        else:   # what the pairing prevents
+            assert np.mean(cosines) < near_motion and np.mean([f.accuracy for f in fits]) < 0.4
+
+
+def test_vt_cav_fits_a_set_against_its_twin_by_pair(tmp_path):
+    concept, twin = _twin_world()
+    rng = np.random.default_rng(1)
+    sets = {"ball": ("concept", {"a": concept.astype(np.float32)}, None),
+            "ball~frozen": ("twin", {"a": twin.astype(np.float32)}, None)}
+    for r in range(3):
+        sets[f"random_{r:02d}"] = ("random", {"a": rng.normal(0, 3.0, (30, 40)).astype(np.float32)}, None)
+    write_embeddings(tmp_path / "acts.h5", sets, layers=("a",))
+    run_cmd("vt-cav", tmp_path / "acts.h5", "-o", tmp_path / "cavs.h5", "--relative", "ball:ball~frozen",
+            "--classifier", "mean", "-q", check=True)
+    _, (layer,) = read_cavs(tmp_path / "cavs.h5")
+    rows = [i for i, r in enumerate(layer.table) if r["concept"] == "ball" and r["against"] == "ball~frozen"]
+    assert rows
+    assert np.abs(layer.vectors[rows][:, 0]).min() > 0.95, "the twin CAV is not the motion"
+    assert min(layer.table[i]["accuracy"] for i in rows) > 0.45
+
+
 # --------------------------------------------------------------------------- the commands
 def write_embeddings(path, sets, layers=("a", "b"), model=MODEL, target=None, seed=0):
     """A small embeddings file in vt-embed's layout: ``sets`` maps name -> (role, acts, grads)."""
@@ -128,7 +170,9 @@ def write_embeddings(path, sets, layers=("a", "b"), model=MODEL, target=None, se
         for name, (role, acts, grads) in sets.items():
             group = handle.create_group(f"sets/{name}")
             group.attrs.update(kind=role, role=role, n=len(acts[layers[0]]))
-            h5io.string_dataset(group, "ids", [f"{name}#{i}" for i in range(len(acts[layers[0]]))])
+            # a temporal twin holds its source's clips (vt-embed names a clip VIDEO#ROW)
+            source = name.split("~")[0]
+            h5io.string_dataset(group, "ids", [f"{source}#{i}" for i in range(len(acts[layers[0]]))])
             for layer in layers:
                 h5io.dataset(group, f"acts/{layer}", acts[layer])
                 if grads is not None:

@@ -106,23 +106,36 @@ def balanced_indices(positive: np.ndarray, negative: np.ndarray,
 
 
 def fit_cav(space: ActivationSpace, positive: np.ndarray, negative: np.ndarray,
-            classifier: str = "sgd", seed: int = 0) -> CAVFit:
+            classifier: str = "sgd", seed: int = 0, paired: bool = False) -> CAVFit:
     """Fit one CAV: rows ``positive`` (the concept) against rows ``negative``.
 
     Classes are balanced, split 2/3 train 1/3 test (stratified, seeded); the returned
     coefficient points toward the concept.  Call :func:`finalize` for unit vectors.
+    ``paired``: row i of each side is the same clip (a set and its temporal twin): the split
+    is by pair, so a clip and its twin are always on the same side of it. Otherwise a test
+    clip's twin could be a training example, and a training clip's appearance would have no
+    counterpart to cancel it: the CAV and its accuracy would mix appearance into "motion".
     """
     from sklearn.model_selection import train_test_split
 
     method = check_classifier(classifier)
     rng = np.random.default_rng(seed)
-    positive, negative = balanced_indices(np.asarray(positive), np.asarray(negative), rng)
+    positive, negative = np.asarray(positive), np.asarray(negative)
+    if paired and len(positive) != len(negative):
+        raise ValueError(f"paired sets differ in size ({len(positive)} and {len(negative)} clips)")
+    if not paired:
+        positive, negative = balanced_indices(positive, negative, rng)
     if len(positive) < 3:
         raise ValueError(f"need at least 3 examples on each side, got {len(positive)}")
     index = np.concatenate([positive, negative])
     label = np.concatenate([np.ones(len(positive), int), np.zeros(len(negative), int)])
-    train, test = train_test_split(np.arange(len(index)), test_size=TEST_FRACTION, stratify=label,
-                                   random_state=seed)
+    if paired:
+        n = len(positive)
+        train_pairs, test_pairs = train_test_split(np.arange(n), test_size=TEST_FRACTION, random_state=seed)
+        train, test = np.concatenate([train_pairs, n + train_pairs]), np.concatenate([test_pairs, n + test_pairs])
+    else:
+        train, test = train_test_split(np.arange(len(index)), test_size=TEST_FRACTION, stratify=label,
+                                       random_state=seed)
     x = space.coords[index]
     coef, predict = method.fit(x[train], label[train], seed)
     accuracy = float(np.mean(predict(x[test]) == label[test]))

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..formats import cavs as cavs_file
 from .cav import ActivationSpace, CAVFit, check_classifier, fit_cav
+from ..formats.clips import parse_twin
 from ..formats.embeddings import MODEL_KEYS, Embeddings, require_same_model
 from ..core.errors import UsageError, VtcavError
 from .streaming import (Budget, LayerRows, Linalg, Part, available_memory, choose_linalg, memory_budget,
@@ -130,7 +131,8 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
     where = {p.name: renumber[np.arange(offsets[i], offsets[i + 1])[good[offsets[i]:offsets[i + 1]]]]
              for i, p in enumerate(rows.parts)}
     fits, mean_fits = _fit_all(space, where, tasks, options, layer_index,
-                               f"{', '.join(sorted({p.emb.path for p in rows.parts}))}: layer '{rows.layer}'")
+                               f"{', '.join(sorted({p.emb.path for p in rows.parts}))}: layer '{rows.layer}'",
+                               _paired_tasks(tasks, rows, good))
     everything = fits + mean_fits
     mix = np.zeros((rows.m, len(everything)), np.float32)
     mix[good] = space.mix(np.stack([f.coef for f in everything]))
@@ -154,21 +156,47 @@ def fit_layer(rows: LayerRows, tasks: list[CAVTask], options: FitOptions, layer_
     return result
 
 
+def _paired_tasks(tasks: list[CAVTask], rows: LayerRows, good: np.ndarray) -> set[int]:
+    """The tasks that fit a set against its own temporal twin (``SET`` vs ``SET~frozen``) whose
+    two sides hold the same clips in the same order, every one finite: fitted pair by pair."""
+    offsets = np.cumsum([0] + rows.counts)
+    parts = {p.name: (i, p) for i, p in enumerate(rows.parts)}
+    paired = set()
+    for number, task in enumerate(tasks):
+        twin = parse_twin(task.against)
+        if twin is None or twin[0] != task.concept or task.concept not in parts or task.against not in parts:
+            continue
+        (i, a), (j, b) = parts[task.concept], parts[task.against]
+        if rows.counts[i] == rows.counts[j] and list(a.emb.ids(a.name)) == list(b.emb.ids(b.name)) \
+                and good[offsets[i]:offsets[i + 1]].all() and good[offsets[j]:offsets[j + 1]].all():
+            paired.add(number)
+    return paired
+
+
 def _fit_all(space: ActivationSpace, where: dict[str, np.ndarray], tasks: list[CAVTask], options: FitOptions,
-             layer_index: int, context: str) -> tuple[list[CAVFit], list[CAVFit]]:
+             layer_index: int, context: str, paired: set[int] = frozenset()) -> tuple[list[CAVFit], list[CAVFit]]:
     """Every task's fit, on a few threads (scikit-learn's SGD loop releases the GIL); each fit
-    has its own seed, so the result does not depend on the order they finish in."""
+    has its own seed, so the result does not depend on the order they finish in. ``paired``:
+    the tasks whose two sides are the same clips, row by row (a set and its twin)."""
     def fit_one(number: int) -> tuple[CAVFit, CAVFit | None]:
         task = tasks[number]
         seed = task_seed(options.seed, layer_index, number)
         positive, negative = where[task.concept], where[task.against]
+        pair = number in paired
         if task.resample:
             rng = np.random.default_rng(seed)
-            positive = np.sort(rng.choice(positive, max(3, int(RESAMPLE_FRACTION * len(positive))), replace=False))
-            negative = np.sort(rng.choice(negative, max(3, int(RESAMPLE_FRACTION * len(negative))), replace=False))
+            if pair:   # the same clips on both sides
+                keep = np.sort(rng.choice(len(positive), max(3, int(RESAMPLE_FRACTION * len(positive))),
+                                          replace=False))
+                positive, negative = positive[keep], negative[keep]
+            else:
+                positive = np.sort(rng.choice(positive, max(3, int(RESAMPLE_FRACTION * len(positive))),
+                                              replace=False))
+                negative = np.sort(rng.choice(negative, max(3, int(RESAMPLE_FRACTION * len(negative))),
+                                              replace=False))
         try:
-            return (fit_cav(space, positive, negative, options.classifier, seed),
-                    fit_cav(space, positive, negative, "mean", seed) if options.agreement else None)
+            return (fit_cav(space, positive, negative, options.classifier, seed, paired=pair),
+                    fit_cav(space, positive, negative, "mean", seed, paired=pair) if options.agreement else None)
         except ValueError as err:
             raise VtcavError(f"{context}: CAV {task.concept} vs {task.against}: {err}") from None
 
