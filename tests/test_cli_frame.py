@@ -14,9 +14,10 @@ import pytest
 import typer.main
 
 from conftest import REPO, run_cmd
+from vtcav_common.cli import frame
 
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats", "vt_explain",
-         "vt_ace", "vt_detect_import", "vt_report", "vt_merge")
+         "vt_ace", "vt_report", "vt_merge")
 # Library modules that may import typer: the frame itself and the option declarations.
 FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli"}
 
@@ -28,6 +29,8 @@ def _commands():
         module = importlib.import_module(f"tools.{tool}")
         command = typer.main.get_command(module.app)
         subcommands = getattr(command, "commands", None)
+        if isinstance(command, frame.MainWithSubcommands):   # vt-detect itself, and vt-detect import
+            found.append((tool, command.main_command))
         if subcommands:
             found += [(f"{tool} {name}", sub) for name, sub in subcommands.items()]
         else:
@@ -213,10 +216,32 @@ def test_warnings_summary_comes_before_the_error_line():
     assert sum("error" in line for line in lines) == 1
 
 
-@pytest.mark.parametrize("tool", [t.replace("_", "-") for t in TOOLS if t != "vt_detect_import"])
+@pytest.mark.parametrize("tool", [t.replace("_", "-") for t in TOOLS])
 def test_every_command_has_version_and_help(tool):
     assert run_cmd(tool, "--version", check=True).stdout.startswith("vtcav ")
     assert "Examples" in run_cmd(tool, "--help", check=True).stdout
+
+
+def test_subcommands_are_registered_one_way(tmp_path):
+    """Through the frame: ``register(app)`` or ``@app.command``; no front end dispatches on sys.argv.
+    On a one-command tool a registered subcommand runs as a program of its own (vt-detect import:
+    its usage, its help, its errors' name), and a first word naming none is the tool's input."""
+    for path in sorted((REPO / "tools").glob("vt_*.py")):
+        assert "sys.argv" not in path.read_text(), f"{path.name} reads sys.argv"
+    detect = typer.main.get_command(importlib.import_module("tools.vt_detect").app)
+    assert isinstance(detect, frame.MainWithSubcommands) and list(detect.commands) == ["import"]
+    shown = run_cmd("vt-detect", "import", "-h", check=True).stdout
+    assert "Usage: vt-detect import [OPTIONS]" in shown and "vt-detect import mot MOT17-02" in shown
+    assert "Usage: vt-detect [OPTIONS]" in run_cmd("vt-detect", "--help", check=True).stdout
+    assert run_cmd("vt-detect", "import", "--version", check=True).stdout.startswith("vtcav ")
+    result = run_cmd("vt-detect", "import", "--nope")
+    assert result.returncode == 2
+    assert result.stderr == "vt-detect import: error: No such option: --nope (see vt-detect import --help)\n"
+    result = run_cmd("vt-detect", "import", "mot", tmp_path / "gt.txt")
+    assert (result.returncode, result.stderr) == (1, f"vt-detect import: error: {tmp_path / 'gt.txt'}: no such file\n")
+    result = run_cmd("vt-detect", "detect", "--detector", tmp_path / "none.pt")   # "detect": an input's name
+    assert result.returncode == 1
+    assert result.stderr == f"vt-detect: error: {tmp_path / 'none.pt'}: no such weights file\n"
 
 
 def test_no_progress_line_after_the_error_line():

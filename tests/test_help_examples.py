@@ -25,7 +25,7 @@ from conftest import REPO, run_cmd
 
 pytestmark = pytest.mark.slow
 
-TOOLS = ("vt_synth", "vt_detect", "vt_detect_import", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats",
+TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats",
          "vt_explain", "vt_ace", "vt_report", "vt_merge")
 BIN = Path(sys.executable).parent
 # What an example names that cannot be had here, and why it is not run.

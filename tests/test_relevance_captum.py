@@ -16,7 +16,7 @@ captum_attr = pytest.importorskip("captum.attr", reason="captum is not installed
 from vtcav_common.core.errors import UsageError  # noqa: E402
 from vtcav_common.models.base import InputSpec, LayerRecorder, LoadedModel, preprocess  # noqa: E402
 from vtcav_common.explain import METHODS, Explainer, grad_cam  # noqa: E402
-from vtcav_common.explain.captum_methods import CAPTUM_METHODS  # noqa: E402
+from vtcav_common.explain.methods import CAPTUM_METHODS  # noqa: E402
 from vtcav_common.explain.selective import box_mask, read_moving_boxes, sample_with_motion  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,9 +148,13 @@ def test_lrp_refuses_a_model_it_has_no_rules_for_and_layer_only_for_layer_method
 
 
 def test_the_command_takes_every_method_name():
+    import typer.main
+
     from tools import vt_explain
 
-    assert set(vt_explain.METHODS) == set(METHODS)
+    option = next(p for p in typer.main.get_command(vt_explain.app).params if p.name == "method")
+    assert option.help == f"Relevance method: {', '.join(METHODS)}."
+    assert list(METHODS)[:3] == ["gradcam", "gradient", "gradxinput"] and set(CAPTUM_METHODS) < set(METHODS)
 
 
 @pytest.mark.slow

@@ -83,12 +83,7 @@ def detect(
              f"{detector.frames_done / max(seconds, 1e-9):.0f} frames/s")
 
 
-def main() -> None:
-    """``vt-detect [OPTIONS] INPUT...`` detects; ``vt-detect import ...`` converts other tools' tracks."""
-    import sys
+from tools import vt_detect_import  # noqa: E402  (import: in a module of its own)
 
-    if len(sys.argv) > 1 and sys.argv[1] == "import":
-        from tools import vt_detect_import
-        vt_detect_import.main(sys.argv[2:])
-        return
-    frame.run(app, "vt-detect")
+vt_detect_import.register(app)   # vt-detect import ...; vt-detect [OPTIONS] INPUT... stays the tool itself
+main = frame.entry(app, "vt-detect")

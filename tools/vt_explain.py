@@ -11,12 +11,11 @@ import typer
 from vtcav_common.cli import frame
 from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options
+from vtcav_common.explain.methods import METHODS, check_method
 from vtcav_common.scale import shard as sharding
 
-# For --help only: the library's lists (relevance.METHODS, overlay.FORMATS) check the values in
-# main_command; importing them here would load torch and cv2 before --help or --version could answer.
-METHODS = ("gradcam", "gradient", "gradxinput", "integrated_gradients", "deeplift", "guided_backprop",
-           "guided_gradcam", "occlusion", "smoothgrad", "lrp")
+# For --help only: overlay.FORMATS checks the value in main_command; importing it here would load
+# cv2 before --help or --version could answer. (The methods' registry is light: no torch.)
 FORMATS = ("gif", "mp4")
 
 # FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error; the
@@ -69,7 +68,7 @@ def main_command(
                                                                      "overlay videos."),
     model: Optional[str] = options.model(),
     weights: Optional[str] = options.weights(),
-    method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {', '.join(METHODS)}."),
+    method: str = typer.Option("gradcam", "--method", help=f"Relevance method: {METHODS.choices()}."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l",
                                         help="Grad-CAM (and guided Grad-CAM) layer (default: the deepest usual "
                                              "layer with a C x T x H x W output; see vt-embed --list-layers)."),
@@ -109,10 +108,9 @@ def main_command(
     messages.set_quiet(quiet)
     part = sharding.parse_shard(shard)
     from vtcav_common.explain.overlay import FORMATS as formats
-    from vtcav_common.explain import METHODS as methods, ExplainOptions, explain_videos, gather_videos
+    from vtcav_common.explain import ExplainOptions, explain_videos, gather_videos
 
-    if method not in methods:
-        raise errors.UsageError(f"--method takes {', '.join(methods)}, got '{method}'")
+    check_method(method)   # an unknown name: a usage error listing the registry's methods
     if picture_format not in formats:
         raise errors.UsageError(f"--picture-format takes {' or '.join(formats)}, got '{picture_format}'")
     if output is not None and output.is_dir():

@@ -11,6 +11,14 @@ Each tool in ``tools/`` declares a typer app with :func:`make_app` and runs it w
   command runs and printed once per distinct message at the end, with the count;
 - old option spellings stay accepted but out of the help (:mod:`vtcav_common.cli.options`).
 
+Subcommands are registered one way: ``@app.command(...)`` in the tool's module, or a function
+``register(app)`` in a module of their own (``tools/vt_concepts_twins.py``,
+``tools/vt_detect_import.py``) that calls ``app.command(name=...)`` and that the tool's module
+calls. On a tool of several commands (``make_app(..., single=False)``: vt-concepts, vt-ace) they
+join the others; on a tool that is one command (vt-detect) its first command stays the tool
+itself and each one registered after it is a named subcommand (``vt-detect import``), run as a
+program of its own (:class:`MainWithSubcommands`).
+
 Only the front ends (``tools/``) and this module and :mod:`vtcav_common.cli.options` import
 typer; the library below them does not.
 """
@@ -26,7 +34,7 @@ import warnings
 from typing import Callable
 
 import typer
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from .. import __version__
 from ..core import messages
@@ -71,6 +79,34 @@ class VtCommand(TyperCommand):
         return super().invoke(ctx)
 
 
+class MainWithSubcommands(TyperGroup):
+    """A tool that is one command and has named subcommands besides: ``vt-detect [OPTIONS]
+    INPUT...`` and ``vt-detect import ...``.
+
+    The first command registered on the app is the tool itself; a first word that names
+    another command runs that one as the program ``vt-detect import`` (its usage line, its
+    ``--help``, its errors' prefix), and anything else is the tool's own arguments (a video
+    named ``detect`` is an input, not a command). ``commands`` holds the named subcommands
+    only; ``main_command`` is the tool's own command, whose help the tool's is."""
+
+    def __init__(self, *args, commands=None, **kwargs):
+        commands = dict(commands or {})
+        self.main_command = commands.pop(next(iter(commands)))
+        super().__init__(*args, commands=commands, **kwargs)
+        self.help, self.epilog = self.main_command.help, self.main_command.epilog
+
+    def main(self, args=None, prog_name=None, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        prog_name = prog_name or os.path.basename(sys.argv[0])
+        extra = {**self.context_settings, **extra}     # -h and --help, as the tool's own
+        if args and args[0] in self.commands:
+            name, args = args[0], args[1:]
+            prog_name = f"{prog_name} {name}"
+            _name_program(prog_name)
+            return self.commands[name].main(args, prog_name, **extra)
+        return self.main_command.main(args, prog_name, **extra)
+
+
 # Parameters that name what a command writes; every other path parameter is read.
 OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "markdown", "pictures", "out_dir", "work_dir")
 
@@ -93,9 +129,11 @@ def _refuse_outputs_that_are_inputs(params: dict, arguments: set = frozenset()) 
 
 
 def make_app(name: str, help: str, epilog: str = "", single: bool = True) -> typer.Typer:
-    """A typer app with the conventions of every vtcav tool."""
+    """A typer app with the conventions of every vtcav tool: ``single``, one command (and
+    perhaps named subcommands registered after it), else a group of commands."""
     app = typer.Typer(
         name=name,
+        cls=MainWithSubcommands if single else None,
         help=help,
         epilog=epilog,
         add_completion=False,
@@ -177,12 +215,18 @@ def run(app: typer.Typer, prog_name: str) -> None:
         sys.excepthook, sys.unraisablehook = hooks
 
 
-def _run(app: typer.Typer, prog_name: str) -> None:
+def _name_program(prog_name: str) -> None:
+    """The name errors, messages and signals' notes start with (``vt-detect import`` once
+    :class:`MainWithSubcommands` has chosen that subcommand)."""
     global _prog
     _prog = prog_name
+    messages.set_prog(prog_name)
+
+
+def _run(app: typer.Typer, prog_name: str) -> None:
+    _name_program(prog_name)
     _install_signal_handlers()
     _quiet_unraisable()
-    messages.set_prog(prog_name)
     counts: dict[tuple[str, str], int] = {}
     try:
         with _counting_warnings(counts):
@@ -195,21 +239,21 @@ def _run(app: typer.Typer, prog_name: str) -> None:
         raise SystemExit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
     except CLICK_ERROR as err:                        # an unknown option, a missing or bad argument
         _print_warning_summary(counts)
-        print(f"{prog_name}: error: {one_line(_usage_line(err))} (see {prog_name} --help)", file=sys.stderr)
+        print(f"{_prog}: error: {one_line(_usage_line(err))} (see {_prog} --help)", file=sys.stderr)
         _exit(err.exit_code)
     except typer.Abort:                               # end of input at a prompt
-        print(f"{prog_name}: aborted", file=sys.stderr)
+        print(f"{_prog}: aborted", file=sys.stderr)
         _exit(1)
     except VtcavError as err:
         if os.environ.get("VTCAV_DEBUG"):
             raise
         _print_warning_summary(counts)
-        print(f"{prog_name}: error: {one_line(str(err))}", file=sys.stderr)
+        print(f"{_prog}: error: {one_line(str(err))}", file=sys.stderr)
         _exit(err.exit_code)
     except KeyboardInterrupt:   # raised by code, not by Ctrl-C (that is _stop's)
         _print_warning_summary(counts)
         _remove_live_temps()
-        print(f"{prog_name}: interrupted", file=sys.stderr)
+        print(f"{_prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     except OSError as err:
         # The system refused a read or write the command could not foresee (a full disk,
@@ -218,7 +262,7 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             raise
         _print_warning_summary(counts)
         _remove_live_temps()
-        print(f"{prog_name}: error: {one_line(_os_error_line(err))}", file=sys.stderr)
+        print(f"{_prog}: error: {one_line(_os_error_line(err))}", file=sys.stderr)
         _exit(1)
     except UnicodeDecodeError as err:
         if os.environ.get("VTCAV_DEBUG"):
@@ -227,7 +271,7 @@ def _run(app: typer.Typer, prog_name: str) -> None:
         from ..core.files import hdf5_inputs   # (text read from a damaged HDF5 file, when one is open)
 
         where = " or ".join(hdf5_inputs()) or "an input"
-        print(f"{prog_name}: error: {one_line(where)}: text that is not UTF-8 ({err.reason} at byte {err.start})",
+        print(f"{_prog}: error: {one_line(where)}: text that is not UTF-8 ({err.reason} at byte {err.start})",
               file=sys.stderr)
         sys.exit(1)
     except (MemoryError, RecursionError, ArithmeticError, LookupError, ValueError, TypeError, AttributeError,
@@ -244,17 +288,17 @@ def _run(app: typer.Typer, prog_name: str) -> None:
             from ..core.files import hdf5_inputs
 
             if hdf5_inputs():
-                print(f"{prog_name}: error: {one_line(_hdf5_damage_line(err, hdf5_inputs()))}", file=sys.stderr)
+                print(f"{_prog}: error: {one_line(_hdf5_damage_line(err, hdf5_inputs()))}", file=sys.stderr)
                 _exit(1)
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        print(f"{prog_name}: error: {one_line(f'internal error ({type(err).__name__}: {first})')}; "
+        print(f"{_prog}: error: {one_line(f'internal error ({type(err).__name__}: {first})')}; "
               f"VTCAV_DEBUG=1 shows where; please report it", file=sys.stderr)
         _exit(1)
     except SystemExit as err:
         _print_warning_summary(counts)
         if err.code == 130:  # typer turns Ctrl-C into a silent exit 130
             _remove_live_temps()
-            print(f"{prog_name}: interrupted", file=sys.stderr)
+            print(f"{_prog}: interrupted", file=sys.stderr)
         raise
 
 

@@ -2,14 +2,16 @@
 
 The extension points (``--help`` and validation are made from each one's list):
 
-==========================  =====================  =========================================
-entry-point group           registry               an item
-==========================  =====================  =========================================
-``vtcav.models``            models.registry        a :class:`~vtcav_common.models.registry.ModelSource`
-``vtcav.classifiers``       tcav.classifiers       a :class:`~vtcav_common.tcav.classifiers.Classifier`
-``vtcav.tests``             stats.methods          a :class:`~vtcav_common.stats.methods.Test`
-``vtcav.corrections``       stats.corrections      a :class:`~vtcav_common.stats.corrections.Correction`
-==========================  =====================  =========================================
+===========================  =====================  =========================================
+entry-point group            registry               an item
+===========================  =====================  =========================================
+``vtcav.models``             models.registry        a :class:`~vtcav_common.models.registry.ModelSource`
+``vtcav.classifiers``        tcav.classifiers       a :class:`~vtcav_common.tcav.classifiers.Classifier`
+``vtcav.tests``              stats.methods          a :class:`~vtcav_common.stats.methods.Test`
+``vtcav.corrections``        stats.corrections      a :class:`~vtcav_common.stats.corrections.Correction`
+``vtcav.relevance_methods``  explain.methods        a :class:`~vtcav_common.explain.methods.RelevanceMethod`
+``vtcav.detection_formats``  detect.imports         a :class:`~vtcav_common.detect.imports.DetectionFormat`
+===========================  =====================  =========================================
 
 A lab adds its own without touching vtcav: a package that declares, in its pyproject.toml,
 

@@ -11,6 +11,12 @@ Formats (``detect_format`` tells them apart from the file itself):
   ``labels/<video>_<frame>.txt`` (frames from 1), one ``class cx cy w h [conf] [id]`` line
   per object in coordinates normalised to the frame, whose size is read from the video.
 
+The formats are a registry (:data:`DETECTION_FORMATS`): a new one is one reader function
+here, decorated with :func:`detection_format`, or, from an installed package, a
+:class:`DetectionFormat` in the entry-point group ``vtcav.detection_formats``
+(:mod:`vtcav_common.core.registry`); ``detect_format`` recognises only the formats above, so
+a lab's own is named (``vt-detect import NAME FILE``).
+
 Every record gets the video's absolute path and ``time = frame / fps`` with the frame
 rate of the video file (or of ``seqinfo.ini``). Frames are 0-based, as vt-detect writes
 them.
@@ -31,14 +37,34 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..core import video as videolib
 from ..core.errors import UsageError, VtcavError
+from ..core.registry import Registry
 from ..formats.records import Detection
 from .videos import VideoFinder
 
-DETECTION_FORMATS = ("mot", "coco", "yolo")
+
+@dataclass(frozen=True)
+class DetectionFormat:
+    name: str
+    # read(path, finder, settings) -> Detection records, video by video; finder.find(video_id, where,
+    # near) gives a video's absolute path and its VideoInfo (size, fps)
+    read: Callable[..., Iterator[Detection]]
+
+
+DETECTION_FORMATS: Registry[DetectionFormat] = Registry("detection format", group="vtcav.detection_formats",
+                                                        kind=DetectionFormat)
+
+
+def detection_format(name: str):
+    """Decorator: add a reader ``read(path, finder, settings)`` as the format ``name``."""
+    def register(function):
+        DETECTION_FORMATS.add(name, DetectionFormat(name, function))
+        return function
+    return register
+
 
 # MOT17/MOT20 ground-truth classes (the evaluation keeps class 1 with conf 1).
 MOT_CLASSES = {1: "pedestrian", 2: "person_on_vehicle", 3: "car", 4: "bicycle", 5: "motorbike",
@@ -86,11 +112,9 @@ def import_detections(inputs: Iterable[str], fmt: str, settings: ImportSettings)
     finder = VideoFinder(settings.video, settings.videos)
     for path in inputs:
         chosen = detect_format(path) if fmt == "auto" else fmt
-        readers = {"mot": _mot, "coco": _coco, "yolo": _yolo}
-        if chosen not in readers:
-            raise UsageError(f"unknown format '{fmt}'; choose auto, {', '.join(DETECTION_FORMATS)}")
+        reader = DETECTION_FORMATS[chosen].read   # an unknown name: a usage error listing the formats
         try:
-            yield from readers[chosen](Path(path), finder, settings)
+            yield from reader(Path(path), finder, settings)
         except UnicodeDecodeError as err:
             raise VtcavError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x})") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
@@ -157,6 +181,7 @@ def _seqinfo(folder: Path) -> dict:
         raise VtcavError(f"{ini}: not a MOT seqinfo.ini ({err.__class__.__name__})") from None
 
 
+@detection_format("mot")
 def _mot(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator[Detection]:
     table, seq = _mot_files(path)
     if seq:
@@ -199,6 +224,7 @@ def _mot(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator[
 
 
 # --------------------------------------------------------------------------- COCO-style video
+@detection_format("coco")
 def _coco(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator[Detection]:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -266,6 +292,7 @@ def _coco_video_id(entry: dict) -> str:
 
 
 # --------------------------------------------------------------------------- yolo save_txt
+@detection_format("yolo")
 def _yolo(path: Path, finder: VideoFinder, settings: ImportSettings) -> Iterator[Detection]:
     folder = path / "labels" if (path / "labels").is_dir() else path
     files = [folder] if folder.is_file() else sorted(folder.glob("*.txt"))

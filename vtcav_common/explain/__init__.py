@@ -37,11 +37,24 @@ Example (run by tests/test_examples.py, after the concepts example)::
     assert result.relevance.shape == (16, 64, 64)
 """
 
-from .explainer import (METHODS, Explainer, Explanation, colour_axis, default_cam_layer, grad_cam, to_channels_first,
-                        tokens_to_volume, upsample_volume)
-from ..formats.relevance import MapSink
-from .run import ExplainOptions, VideoItem, explain_videos, gather_videos, picture_stem
+from .methods import METHODS, RelevanceMethod, register_method
 
-__all__ = ["METHODS", "ExplainOptions", "Explainer", "Explanation", "MapSink", "VideoItem", "colour_axis",
-           "default_cam_layer", "explain_videos", "gather_videos", "grad_cam", "picture_stem", "to_channels_first",
-           "tokens_to_volume", "upsample_volume"]
+# Lazy: the front end builds --method's help from .methods (light) before anything else; torch
+# and the rest load on first use.
+_LAZY = {name: ".explainer" for name in ("Explainer", "Explanation", "colour_axis", "default_cam_layer", "grad_cam",
+                                          "to_channels_first", "tokens_to_volume", "upsample_volume")}
+_LAZY.update({name: ".run" for name in ("ExplainOptions", "VideoItem", "explain_videos", "gather_videos",
+                                         "picture_stem")})
+_LAZY["MapSink"] = "..formats.relevance"
+
+__all__ = ["METHODS", "ExplainOptions", "Explainer", "Explanation", "MapSink", "RelevanceMethod", "VideoItem",
+           "colour_axis", "default_cam_layer", "explain_videos", "gather_videos", "grad_cam", "picture_stem",
+           "register_method", "to_channels_first", "tokens_to_volume", "upsample_volume"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

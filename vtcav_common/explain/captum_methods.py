@@ -57,8 +57,7 @@ from torch import nn
 from ..core.errors import UsageError
 from ..models.base import LoadedModel
 
-CAPTUM_METHODS = ("integrated_gradients", "deeplift", "guided_backprop", "guided_gradcam", "occlusion",
-                  "smoothgrad", "lrp")
+# (the names are registered in .methods, CAPTUM_METHODS, each built by CaptumMethod)
 SIGNED = ("integrated_gradients", "deeplift", "occlusion", "lrp")     # |colour sum|; the rest sum |.|
 ON_A_COPY = ("deeplift", "guided_backprop", "guided_gradcam", "lrp")
 IG_STEPS = 16
@@ -161,8 +160,6 @@ class CaptumMethod:
     """One captum method on one model: ``method(x, target) -> T x H x W`` (non-negative)."""
 
     def __init__(self, loaded: LoadedModel, method: str):
-        if method not in CAPTUM_METHODS:
-            raise UsageError(f"unknown captum method '{method}'")
         if (loaded.fixed_batch or 1) > 1:
             raise UsageError(f"--method {method}: this model takes exactly {loaded.fixed_batch} clips per call; "
                              f"captum's methods need any batch (use gradcam, gradient or gradxinput)")
@@ -180,10 +177,12 @@ class CaptumMethod:
             self.engine = attr.Occlusion(self.model)
         elif method == "smoothgrad":
             self.engine = attr.NoiseTunnel(attr.Saliency(self.model))
-        else:
+        elif method == "lrp":
             canonize_for_lrp(self.model)
             _attach_lrp_rules(self.model)
             self.engine = attr.LRP(self.model)
+        else:
+            raise UsageError(f"unknown captum method '{method}'")
 
     @property
     def colour_axis(self) -> int:

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from ..core.errors import UsageError, VtcavError
 from ..models.base import LayerRecorder, LoadedModel
 from ..models.layers import LayerInfo, default_layers, describe_layers, resolve_layers
-from .captum_methods import CAPTUM_METHODS, CaptumMethod
+from .methods import check_method, layer_methods
 
-METHODS = ("gradcam", "gradient", "gradxinput") + CAPTUM_METHODS
-LAYER_METHODS = ("gradcam", "guided_gradcam")
+# the maps vtcav makes from its own forward and backward pass; every other method is built (.methods)
+PASS_METHODS = ("gradcam", "gradient", "gradxinput")
 
 
 @dataclass
@@ -117,17 +117,20 @@ class Explainer:
 
     def __init__(self, loaded: LoadedModel, method: str, layer: str | None = None,
                  grid: tuple[int, int, int] | None = None):
-        if method not in METHODS:
-            raise UsageError(f"unknown method '{method}'; choose {', '.join(METHODS)}")
+        chosen = check_method(method)   # an unknown name: a usage error listing the registry's
+        if chosen.build is None and method not in PASS_METHODS:
+            raise VtcavError(f"relevance method '{method}' has no build function (only vtcav's own "
+                             f"{', '.join(PASS_METHODS)} are made without one)")
         self.loaded, self.method, self.grid = loaded, method, grid
         self.layer: str | None = None
         self.channel_axis: int | None = None
-        if method in LAYER_METHODS:
+        if chosen.layer:
             self._choose_layer(layer)
         elif layer is not None:
-            raise UsageError(f"--layer is for --method {' and '.join(LAYER_METHODS)}; {method} explains the input "
-                             f"itself")
-        self.captum = CaptumMethod(loaded, method) if method in CAPTUM_METHODS else None
+            raise UsageError(f"--layer is for --method {' and '.join(layer_methods())}; {method} explains the "
+                             f"input itself")
+        # captum's methods and installed packages' (.methods): attribute(x, target) -> T x H x W
+        self.built = chosen.build(loaded, method) if chosen.build is not None else None
 
     def _choose_layer(self, layer: str | None) -> None:
         if layer is not None:
@@ -173,9 +176,9 @@ class Explainer:
             relevance = self._cam(wrt[0].detach(), gradient[0], grid)
         else:
             relevance = self._input_map(x[0].detach(), gradient[0])
-        if self.captum is not None:   # guided Grad-CAM: guided backprop times the Grad-CAM above
-            captum_map = self.captum(x[:1], target)
-            relevance = captum_map * relevance if self.method == "guided_gradcam" else captum_map
+        if self.built is not None:   # a layer method's map is a factor (guided Grad-CAM: guided backprop x Grad-CAM)
+            built_map = self.built(x[:1], target)
+            relevance = built_map * relevance if self.layer else built_map
         return Explanation(relevance.float().cpu().numpy().astype(np.float32),
                            probabilities.cpu().numpy().astype(np.float32), target, predicted)
 
