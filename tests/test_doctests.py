@@ -1,7 +1,10 @@
 """The docstring examples of the library run as tests (captum-style runnable examples).
 
-Every module of ``vtcav_common`` is imported and its doctests run; a module that needs an
-optional package that is not installed (mmaction2) is skipped with the reason.
+Every module of ``vtcav_common`` is imported and its doctests run, verbatim, in a folder of
+their own (what they write stays there); a module that needs an optional package that is not
+installed (mmaction2) is skipped with the reason. An example that says it runs ``(in a project
+folder`` runs in a fresh copy of the examples' project (conftest's ``project``: a vt-synth
+world and the pipeline's files), built only when such a module is tested.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import pkgutil
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ import pytest
 import vtcav_common
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(vtcav_common.__path__, "vtcav_common."))
+# What an example that needs the project's files says before its first line.
+IN_PROJECT = "(in a project folder"
 # Modules whose examples are the methods' reference: each must keep at least one runnable example.
 MUST_HAVE_EXAMPLES = ("vtcav_common.tcav.cav", "vtcav_common.tcav.derivatives", "vtcav_common.explain.selective")
 
@@ -30,15 +36,19 @@ def _import(name: str):
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name):
+def test_docstring_examples(name, tmp_path, monkeypatch, request):
     module = _import(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
+    tests = finder.find(module, name)
+    if any(IN_PROJECT in (test.docstring or "") for test in tests):
+        shutil.copytree(request.getfixturevalue("project"), tmp_path, symlinks=True, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     # numpy's own print options, as a user's fresh interpreter has them (a library imported by an
     # earlier test, e.g. ultralytics, may have changed the process-wide ones)
     with np.printoptions(precision=8, threshold=1000, edgeitems=3, linewidth=75, suppress=False, nanstr="nan",
                          infstr="inf", sign="-", formatter=None, floatmode="maxprec", legacy=False):
-        for test in finder.find(module, name):
+        for test in tests:
             runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples failed in {name}"
