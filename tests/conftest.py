@@ -233,8 +233,10 @@ def build_project(root: Path) -> Path:
     """Fill ``root`` with a small project where the examples' file names exist (the ``--help``
     examples and the library's docstring examples): world/, its videos/, labels.jsonl and
     gt.jsonl, the pipeline's outputs (detections.jsonl, concepts.h5, acts.h5, grads.h5,
-    cavs.h5, scores.jsonl, stats.jsonl, tcav.png), single-set clip files, curated clips and
-    a review sheet. ``weights`` links to the repository's."""
+    cavs.h5, scores.jsonl, stats.jsonl, tcav.png), single-set clip files, curated clips, a
+    review sheet, and 3D-ACE's and VTCD's steps on two videos of 'right' (cand.h5, ace.h5 and
+    ranking.jsonl; tubelets.h5 and the VTCD concepts vtcd.h5). ``weights`` links to the
+    repository's."""
     import shutil
 
     import numpy as np
@@ -263,6 +265,16 @@ def build_project(root: Path) -> Path:
     _project_step(f"vt-embed concepts.h5 --set random_00 --set random_01 --set random_02 {model} -o random_acts.h5",
                   root)
     _project_step("vt-concepts review concepts.h5 --set ball_right -d review/ -q", root)
+    # 3D-ACE and VTCD on two videos of 'right', the inputs of the ace modules' docstring examples
+    right = "world/labels.jsonl --label right --split train --max-videos 2"
+    _project_step(f"vt-ace supervoxels {right} --resolutions 15 -q -o cand.h5", root)
+    _project_step("vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right "
+                  "--weights weights/classifier.pt --layer block3 --k 5 --min-members 3 -q -o ace.h5 "
+                  "--ranking ranking.jsonl", root)
+    _project_step(f"vt-ace tubelets {right} --weights weights/classifier.pt --layers block2,block3 "
+                  "--resolutions 30 -q -o tubelets.h5", root)
+    _project_step("vt-ace vtcd tubelets.h5 --videos world/labels.jsonl --target right "
+                  "--weights weights/classifier.pt --k-min 3 --k-max 4 --concepts-only -q -o vtcd.h5", root)
     rng = np.random.default_rng(0)
     np.savez(root / "picked.npz", picked=rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))
     np.save(root / "background.npy", rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import doctest
 import importlib
 import pkgutil
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +54,14 @@ def test_docstring_examples(name, tmp_path, monkeypatch, request):
             runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples failed in {name}"
+
+
+def test_examples_are_doctests():
+    """A literal ``Example::`` block is never run, so it can rot unseen (one called a function with
+    arguments it no longer took): an example is a doctest, or a block tests/test_examples.py runs."""
+    literal = [str(path) for path in Path(vtcav_common.__file__).parent.rglob("*.py")
+               if re.search(r"^\s*Examples?::\s*$", path.read_text(encoding="utf-8"), re.MULTILINE)]
+    assert literal == [], f"examples that never run (write them as >>> doctests): {literal}"
 
 
 @pytest.mark.parametrize("name", MUST_HAVE_EXAMPLES)
