@@ -25,7 +25,8 @@ Example (in a project folder, after vt-ace discover: ace.h5 and ranking.jsonl, t
     >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
     >>> videos = select_videos("world/labels.jsonl", label="right", split="test")
     >>> records = faithfulness(loaded, "ace.h5", "ranking.jsonl", videos, FaithfulnessOptions(max_concepts=3))
-    >>> print("\\n".join(format_tables(records, "mean_prob")))     # the class's mean probability
+    >>> for line in format_tables(records, "mean_prob"):          # the class's mean probability
+    ...     print(line)
     class 'right', 2 videos, mean_prob: original 0.916, all grey 0.287
     add            1       2       3
       top      0.291   0.582   0.916

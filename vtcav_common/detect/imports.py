@@ -1,4 +1,4 @@
-"""Tracks and boxes from other tools as vtcav detection records.
+r"""Tracks and boxes from other tools as vtcav detection records.
 
 Formats (``detect_format`` tells them apart from the file itself):
 
@@ -20,8 +20,8 @@ Example (in a project folder: world/videos/ from vt-synth), the label files of t
     >>> from pathlib import Path
     >>> from vtcav_common.detect.imports import ImportSettings, detect_format, import_detections
     >>> Path("run/labels").mkdir(parents=True)
-    >>> _ = Path("run/labels/train_right_0000_1.txt").write_text("0 0.25 0.5 0.2 0.2 0.91 1\\n")
-    >>> _ = Path("run/labels/train_right_0000_2.txt").write_text("0 0.28 0.5 0.2 0.2 0.88 1\\n")
+    >>> _ = Path("run/labels/train_right_0000_1.txt").write_text("0 0.25 0.5 0.2 0.2 0.91 1\n")
+    >>> _ = Path("run/labels/train_right_0000_2.txt").write_text("0 0.28 0.5 0.2 0.2 0.88 1\n")
     >>> detect_format("run/labels")
     'yolo'
     >>> settings = ImportSettings(videos="world/videos", class_names=("ball",))

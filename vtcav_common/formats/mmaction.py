@@ -1,4 +1,4 @@
-"""mmaction2's list files (``VideoDataset`` annotation files) as a vtcav labels manifest.
+r"""mmaction2's list files (``VideoDataset`` annotation files) as a vtcav labels manifest.
 
 A list file has one ``path label`` line per video (``label`` an index into a class-name
 list such as Kinetics' ``label_map_k400.txt``), paths relative to mmaction's
@@ -12,7 +12,7 @@ Example (in a project folder: videos/ from vt-synth):
     >>> from pathlib import Path
     >>> from vtcav_common.formats.mmaction import mmaction_manifest
     >>> names = ["left", "right", "up", "down"]              # label_map: line i names class i
-    >>> _ = Path("kinetics400_val_list_videos.txt").write_text("test_left_10000.mp4 0\\ntest_up_10000.mp4 2\\n")
+    >>> _ = Path("kinetics400_val_list_videos.txt").write_text("test_left_10000.mp4 0\ntest_up_10000.mp4 2\n")
     >>> for record in mmaction_manifest("kinetics400_val_list_videos.txt", names, data_prefix="videos"):
     ...     print(json.dumps(record))
     {"video_id": "test_left_10000", "path": ".../videos/test_left_10000.mp4", "label": "left",
