@@ -37,14 +37,23 @@ def _import(name: str):
         pytest.skip(f"{name} needs the optional package {err.name}")
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name, tmp_path, monkeypatch, request):
-    module = _import(name)
-    finder = doctest.DocTestFinder(exclude_empty=True)
-    tests = finder.find(module, name)
-    if any(IN_PROJECT in (test.docstring or "") for test in tests):
+def _doctests(name: str) -> list[doctest.DocTest]:
+    return doctest.DocTestFinder(exclude_empty=True).find(_import(name), name)
+
+
+@pytest.fixture
+def example_folder(request, tmp_path, monkeypatch) -> None:
+    """The working directory of a module's examples: an empty folder of the test's own, or a
+    fresh copy of the project when an example needs its files (the project is built then, in
+    this fixture's setup, so the time it takes is not counted against the first such module)."""
+    if any(IN_PROJECT in (test.docstring or "") for test in _doctests(request.node.callspec.params["name"])):
         shutil.copytree(request.getfixturevalue("project"), tmp_path, symlinks=True, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, example_folder):
+    tests = _doctests(name)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     # numpy's own print options, as a user's fresh interpreter has them (a library imported by an
     # earlier test, e.g. ultralytics, may have changed the process-wide ones)
