@@ -27,7 +27,7 @@ from inprocess import run_cmd
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "weights"
 
-__all__ = ["REPO", "SESSION", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd"]
+__all__ = ["REPO", "SESSION", "WEIGHTS", "ctrl_c_reaches_the_child", "h5_arrays", "run_cli", "run_cmd", "run_shell"]
 
 # Folders of session-scoped fixtures start with this; every other folder a test module makes
 # in pytest's temporary folder is removed when the module ends (see _free_module_scratch).
@@ -61,6 +61,14 @@ def run_cli(*args: str, input: str | None = None, check: bool = False, cwd: str 
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(rest)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def run_shell(line: str, cwd: str | Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command line verbatim through bash, as a user's shell would, with this
+    interpreter's vt-* commands first on ``PATH``; output captured as text."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "YOLO_OFFLINE": "1",
+           "MPLBACKEND": "Agg"}
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def h5_arrays(path: str | Path) -> tuple[dict, dict]:
@@ -205,3 +213,76 @@ def small_clips_file(tmp_path_factory) -> Path:
     'random_0' (2, a random set); vt-embed resamples them to each model's input."""
     return _clip_file(tmp_path_factory.mktemp(f"{SESSION}small_clips") / "clips.h5", 0, 8, 32,
                       (("ball", "concept", "spatiotemporal", 3), ("random_0", "random", "random", 2)), "v", -1)
+
+
+# --------------------------------------------------------------------------- the examples' project
+def _project_step(line: str, cwd: Path) -> None:
+    """A step that builds the examples' project: a plain vt-* command runs in this process,
+    anything that needs a shell (a script, variables, redirections) in bash."""
+    import shlex
+
+    words = shlex.split(line)
+    if words[0].startswith("vt-") and not set(line) & set("|<>;&$`"):
+        run_cmd(*words, cwd=cwd, check=True)
+        return
+    result = run_shell(line, cwd)
+    assert result.returncode == 0, f"project step failed: {line}\n{result.stderr[-3000:]}"
+
+
+def build_project(root: Path) -> Path:
+    """Fill ``root`` with a small project where the examples' file names exist (the ``--help``
+    examples and the library's docstring examples): world/, its videos/, labels.jsonl and
+    gt.jsonl, the pipeline's outputs (detections.jsonl, concepts.h5, acts.h5, grads.h5,
+    cavs.h5, scores.jsonl, stats.jsonl, tcav.png), single-set clip files, curated clips, a
+    review sheet, and 3D-ACE's and VTCD's steps on two videos of 'right' (cand.h5, ace.h5 and
+    ranking.jsonl; tubelets.h5 and the VTCD concepts vtcd.h5). ``weights`` links to the
+    repository's."""
+    import shutil
+
+    import numpy as np
+
+    (root / "weights").symlink_to(REPO / "weights")
+    _project_step("vt-synth world --train-per-class 6 --test-per-class 2 --seed 0 -q", root)
+    shutil.copytree(root / "world" / "videos", root / "videos")
+    for name in ("labels.jsonl", "gt.jsonl"):
+        shutil.copy(root / "world" / name, root / name)
+    shutil.copy(root / "world" / "videos" / "test_up_10000.mp4", root / "clip.mp4")
+    for folder in ("clips", "other_videos"):
+        (root / folder).mkdir(parents=True)
+        for video in sorted((root / "videos").glob("test_*_1000[01].mp4"))[:3]:
+            shutil.copy(video, root / folder / video.name)
+    # hand-picked clips of 16 frames, the length the import example appends to them
+    _project_step("vt-synth curated --train-per-class 1 --test-per-class 0 --frames 16 --classes right,left -q", root)
+    shutil.move(root / "curated" / "videos", root / "curated" / "ball_bounce")
+    _project_step("RANDOM_SETS=3 CLIPS=20 " + str(REPO / "shell" / "pipeline.sh") + " labels.jsonl . 2>/dev/null", root)
+    shutil.copy(root / "detections.jsonl", root / "dets.jsonl")
+    common = "--videos labels.jsonl --split train --frames 16 --size 64 --max-clips 5 -q"
+    _project_step(f"vt-concepts spatiotemporal dets.jsonl {common} --class ball --name ball -o ball.h5", root)
+    _project_step(f"vt-concepts spatial dets.jsonl {common} --class square --name square -o square.h5", root)
+    _project_step("vt-concepts random --videos labels.jsonl --sets 2 --clips-per-set 5 -q -o random.h5", root)
+    model = "--weights weights/classifier.pt --layers block2,block3 -q"
+    _project_step(f"vt-embed concepts.h5 --set ball_right --set ball_static {model} -o concepts_acts.h5", root)
+    _project_step(f"vt-embed concepts.h5 --set random_00 --set random_01 --set random_02 {model} -o random_acts.h5",
+                  root)
+    _project_step("vt-concepts review concepts.h5 --set ball_right -d review/ -q", root)
+    # 3D-ACE and VTCD on two videos of 'right', the inputs of the ace modules' docstring examples
+    right = "world/labels.jsonl --label right --split train --max-videos 2"
+    _project_step(f"vt-ace supervoxels {right} --resolutions 15 -q -o cand.h5", root)
+    _project_step("vt-ace discover cand.h5 --random random.h5 --videos world/labels.jsonl --target right "
+                  "--weights weights/classifier.pt --layer block3 --k 5 --min-members 3 -q -o ace.h5 "
+                  "--ranking ranking.jsonl", root)
+    _project_step(f"vt-ace tubelets {right} --weights weights/classifier.pt --layers block2,block3 "
+                  "--resolutions 30 -q -o tubelets.h5", root)
+    _project_step("vt-ace vtcd tubelets.h5 --videos world/labels.jsonl --target right "
+                  "--weights weights/classifier.pt --k-min 3 --k-max 4 --concepts-only -q -o vtcd.h5", root)
+    rng = np.random.default_rng(0)
+    np.savez(root / "picked.npz", picked=rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))
+    np.save(root / "background.npy", rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """The examples' small project (:func:`build_project`), built once per session. Shared:
+    copy it (``shutil.copytree(project, dest, symlinks=True)``) before running anything in it."""
+    return build_project(tmp_path_factory.mktemp(f"{SESSION}project"))

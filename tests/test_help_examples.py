@@ -10,24 +10,19 @@ skipped with the reason; any other example that fails is a wrong example.
 from __future__ import annotations
 
 import importlib
-import os
-import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import typer.main
 
-from conftest import REPO, run_cmd
+from conftest import run_shell
 
 pytestmark = pytest.mark.slow
 
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats",
          "vt_explain", "vt_ace", "vt_report", "vt_merge")
-BIN = Path(sys.executable).parent
 # What an example names that cannot be had here, and why it is not run.
 UNAVAILABLE = {
     "r3d_18.pth": "torchvision weights (r3d_18) that cannot be downloaded here",
@@ -84,52 +79,7 @@ def _why_not(line: str) -> str | None:
 
 
 def _run(line: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "YOLO_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _must(line: str, cwd: Path) -> None:
-    """A step that builds the examples' project (not an example): a plain vt-* command runs in
-    this process, anything that needs a shell (a script, variables, redirections) in bash."""
-    words = shlex.split(line)
-    if words[0].startswith("vt-") and not set(line) & set("|<>;&$`"):
-        run_cmd(*words, cwd=cwd, check=True)
-        return
-    result = _run(line, cwd)
-    assert result.returncode == 0, f"fixture step failed: {line}\n{result.stderr[-3000:]}"
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A small project where the examples' file names exist: world/, the pipeline's outputs, ..."""
-    root = tmp_path_factory.mktemp("project")
-    (root / "weights").symlink_to(REPO / "weights")
-    _must("vt-synth world --train-per-class 6 --test-per-class 2 --seed 0 -q", root)
-    shutil.copytree(root / "world" / "videos", root / "videos")
-    for name in ("labels.jsonl", "gt.jsonl"):
-        shutil.copy(root / "world" / name, root / name)
-    shutil.copy(root / "world" / "videos" / "test_up_10000.mp4", root / "clip.mp4")
-    for folder in ("clips", "other_videos"):
-        (root / folder).mkdir(parents=True)
-        for video in sorted((root / "videos").glob("test_*_1000[01].mp4"))[:3]:
-            shutil.copy(video, root / folder / video.name)
-    # hand-picked clips of 16 frames, the length the import example appends to them
-    _must("vt-synth curated --train-per-class 1 --test-per-class 0 --frames 16 --classes right,left -q", root)
-    shutil.move(root / "curated" / "videos", root / "curated" / "ball_bounce")
-    _must("RANDOM_SETS=3 CLIPS=20 " + str(REPO / "shell" / "pipeline.sh") + " labels.jsonl . 2>/dev/null", root)
-    shutil.copy(root / "detections.jsonl", root / "dets.jsonl")
-    common = "--videos labels.jsonl --split train --frames 16 --size 64 --max-clips 5 -q"
-    _must(f"vt-concepts spatiotemporal dets.jsonl {common} --class ball --name ball -o ball.h5", root)
-    _must(f"vt-concepts spatial dets.jsonl {common} --class square --name square -o square.h5", root)
-    _must("vt-concepts random --videos labels.jsonl --sets 2 --clips-per-set 5 -q -o random.h5", root)
-    model = "--weights weights/classifier.pt --layers block2,block3 -q"
-    _must(f"vt-embed concepts.h5 --set ball_right --set ball_static {model} -o concepts_acts.h5", root)
-    _must(f"vt-embed concepts.h5 --set random_00 --set random_01 --set random_02 {model} -o random_acts.h5", root)
-    _must("vt-concepts review concepts.h5 --set ball_right -d review/ -q", root)
-    rng = np.random.default_rng(0)
-    np.savez(root / "picked.npz", picked=rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))
-    np.save(root / "background.npy", rng.integers(0, 255, (4, 16, 64, 64, 3), dtype=np.uint8))
-    return root
+    return run_shell(line, cwd, timeout)
 
 
 class Sandboxes:

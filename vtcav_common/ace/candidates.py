@@ -3,10 +3,18 @@
 Videos are read one at a time, and each video's candidates are appended to the file
 before the next is read, so memory holds one video whatever the number of videos.
 
-Example::
-
-    videos = select_videos("world/labels.jsonl", label="right", split="train")
-    write_candidates(videos, "cand.h5", SegmentParams(), Sampling(16, (64, 64)), label="right")
+Example (in a project folder: world/ from vt-synth):
+    >>> from vtcav_common.ace.candidates import select_videos, write_candidates
+    >>> from vtcav_common.ace.supervoxels import SegmentParams
+    >>> from vtcav_common.formats.clips import Sampling, list_sets
+    >>> videos = select_videos("world/labels.jsonl", label="right", split="train", max_videos=2)
+    >>> [v.video_id for v in videos]
+    ['train_right_0000', 'train_right_0001']
+    >>> write_candidates(videos, "cand.h5", SegmentParams(resolutions=(15,)), Sampling(16, (64, 64)),
+    ...                  label="right")                # SLIC at 15 segments a video: the candidates written
+    25
+    >>> [(s.name, s.kind) for s in list_sets("cand.h5")]
+    [('supervoxels', 'supervoxel')]
 """
 
 from __future__ import annotations

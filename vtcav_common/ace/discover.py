@@ -13,11 +13,17 @@
    t-tests with a correction). Concepts are ranked by their mean TCAV score; those
    whose scores are not significantly different from the null are flagged.
 
-Example::
-
-    result = discover(loaded, "cand.h5", "random.h5", "world/labels.jsonl", target="right",
-                      out="concepts.h5", options=DiscoverOptions(layer="block3", k=8))
-    result.ranking[0]  # {"rank": 1, "concept": "ace_03", "tcav_mean": 0.93, "p": ..., ...}
+Example (in a project folder, after shell/pipeline.sh: random.h5, and vt-ace supervoxels: cand.h5,
+the candidates of two videos of 'right'):
+    >>> from vtcav_common.ace.discover import DiscoverOptions, discover
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> result = discover(loaded, "cand.h5", "random.h5", "world/labels.jsonl", target="right",
+    ...                   out="concepts.h5", options=DiscoverOptions(layer="block3", k=5, min_members=3))
+    >>> result.n_candidates, result.concepts, [cluster.size for cluster in result.clusters]  # clusters of 3 or more
+    (25, ['ace_00', 'ace_01', 'ace_02'], [13, 5, 4])
+    >>> [(r["rank"], r["concept"], r["tcav_mean"], r["significant"]) for r in result.ranking]  # 2 videos: no power
+    [(1, 'ace_00', 0.5, False), (2, 'ace_02', 0.333334, False), (3, 'ace_01', 0.25, False)]
 """
 
 from __future__ import annotations

@@ -18,10 +18,24 @@ random sets of k concepts (the same draws for every video) and average over them
 The mean softmax probability of the class is reported beside each accuracy: with few
 test videos it separates orders that accuracy rounds to the same number.
 
-Example::
-
-    records = faithfulness(loaded, "concepts.h5", ranking, videos, FaithfulnessOptions())
-    print("\\n".join(format_tables(records)))
+Example (in a project folder, after vt-ace discover: ace.h5 and ranking.jsonl, three concepts of 'right'):
+    >>> from vtcav_common.ace.candidates import select_videos
+    >>> from vtcav_common.ace.faithfulness import FaithfulnessOptions, faithfulness, format_tables
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> videos = select_videos("world/labels.jsonl", label="right", split="test")
+    >>> records = faithfulness(loaded, "ace.h5", "ranking.jsonl", videos, FaithfulnessOptions(max_concepts=3))
+    >>> for line in format_tables(records, "mean_prob"):          # the class's mean probability
+    ...     print(line)
+    class 'right', 2 videos, mean_prob: original 0.916, all grey 0.287
+    add            1       2       3
+      top      0.291   0.582   0.916
+      random   0.471   0.795   0.916
+      least    0.620   0.908   0.916
+    remove         1       2       3
+      top      0.908   0.620   0.287
+      random   0.730   0.405   0.287
+      least    0.582   0.291   0.287
 """
 
 from __future__ import annotations

@@ -10,10 +10,16 @@ flattened activations (ACE's original choice; memory grows with the candidates).
 The same function embeds discovery's candidates and the faithfulness check's test
 supervoxels, so "nearest concept centre" means the same thing in both.
 
-Example::
-
-    embedder = Embedder(load_model(...), "block3", grid=2)
-    features = embedder(clips)          # N x (48 * 8) float32
+Example (in a project folder, after shell/pipeline.sh: concepts.h5):
+    >>> from vtcav_common.ace.features import Embedder
+    >>> from vtcav_common.formats.clips import read_clips
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> embedder = Embedder(loaded, "block3", grid=2)
+    >>> clips = read_clips("concepts.h5", "ball_right", 0, 4)      # 4 x 16 x 64 x 64 x 3 uint8
+    >>> features = embedder(clips)
+    >>> features.shape, features.dtype                               # N x (48 channels * 2 x 2 x 2 cells)
+    ((4, 384), dtype('float32'))
 """
 
 from __future__ import annotations

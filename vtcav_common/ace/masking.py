@@ -34,10 +34,23 @@ the concepts. A concept is *above chance* or *below chance* when its corrected p
 alpha, *at chance* otherwise. The same test applied to each null copy against its sibling
 copies gives the null's own false-positive rate, reported beside the ranking.
 
-Example::
-
-    stats = write_mask_stats(loaded, model, tubelets, paths, MaskOptions(masks=128), "stats.h5")
-    ranking, summary = rank_concepts("stats.h5", model, MaskOptions())
+Example (in a project folder, after vt-ace tubelets: tubelets.h5 of two videos of 'right', and
+vt-ace vtcd --concepts-only: their concepts vtcd.h5):
+    >>> from vtcav_common.ace.masking import MaskOptions, rank_concepts, write_mask_stats
+    >>> from vtcav_common.ace.vtcd import read_concept_model, read_tubelets
+    >>> from vtcav_common.ace.vtcd_run import video_paths
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> model, tubelets = read_concept_model("vtcd.h5"), read_tubelets("tubelets.h5")
+    >>> options = MaskOptions(masks=32, bootstrap=50)
+    >>> write_mask_stats(loaded, model, tubelets, video_paths("world/labels.jsonl"), "right", options, "stats.h5")
+    2
+    >>> ranking, summary = rank_concepts("stats.h5", model, options)
+    >>> [(r["rank"], r["concept"], r["verdict"]) for r in ranking]      # by excess over the null, 2 videos
+    [(1, 'vtcd_block2_02', 'at chance'), (2, 'vtcd_block3_02', 'at chance'), (3, 'vtcd_block2_01', 'at chance'),
+     (4, 'vtcd_block2_00', 'at chance'), (5, 'vtcd_block3_01', 'at chance'), (6, 'vtcd_block3_00', 'below chance')]
+    >>> {key: summary[key] for key in ("videos", "concepts", "null_copies", "groups", "null_tests")}
+    {'videos': 2, 'concepts': 6, 'null_copies': 4, 'groups': 30, 'null_tests': 24}
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ whether it is significant; a caption above each row names the clip's source vide
 time span it covers (for a supervoxel, the frames where it is present), so a member can be
 found in its video. Each column is labelled with the frame's time within the clip.
 
-Example::
-
-    contact_sheet(clips[:6], "ace_00  rank 1  TCAV 0.93", frames=4, scale=2,
-                  captions=["v1  0.00-1.90 s", ...])  # H x W x 3 uint8
+Example (in a project folder, after shell/pipeline.sh: concepts.h5, labels.jsonl):
+    >>> from vtcav_common.ace.sheets import write_sheets
+    >>> written = write_sheets("concepts.h5", "sheets/", members=4, frames=4, videos="labels.jsonl")
+    >>> [str(path) for path in written]
+    ['sheets/ball_right.png', 'sheets/ball_left.png', 'sheets/ball_static.png']
 """
 
 from __future__ import annotations

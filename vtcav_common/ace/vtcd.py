@@ -31,10 +31,21 @@ Only layers whose output is a channel axis plus a ``T x H x W`` grid are support
 CNN feature maps, Video Swin stages with channels last); a flat token sequence has no grid
 to pool a tubelet onto, and is refused.
 
-Example::
-
-    write_tubelets(videos, "tub.h5", loaded, ["block2", "block3"], SegmentParams(resolutions=(30,)))
-    model = discover_concepts("tub.h5", ClusterOptions(), "concepts.h5", target="right")
+Example (in a project folder: world/ from vt-synth):
+    >>> from vtcav_common.ace.candidates import select_videos
+    >>> from vtcav_common.ace.supervoxels import SegmentParams
+    >>> from vtcav_common.ace.vtcd import ClusterOptions, discover_concepts, write_tubelets
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> videos = select_videos("world/labels.jsonl", label="right", split="train", max_videos=2)
+    >>> write_tubelets(videos, "tub.h5", loaded, ["block2", "block3"], SegmentParams(resolutions=(30,)))
+    47
+    >>> model, clusters = discover_concepts("tub.h5", ClusterOptions(k_min=3, k_max=4), "concepts.h5",
+    ...                                     target="right")
+    >>> [(c.layer, c.k, [int(s) for s in c.sizes]) for c in clusters]     # k by silhouette, largest first
+    [('block2', 3, [37, 8, 2]), ('block3', 3, [37, 8, 2])]
+    >>> model.names
+    ['vtcd_block2_00', 'vtcd_block2_01', 'vtcd_block2_02', 'vtcd_block3_00', 'vtcd_block3_01', 'vtcd_block3_02']
 """
 
 from __future__ import annotations

@@ -13,11 +13,20 @@ The steps, each of which can also run alone (and the per-video ones in shards):
    with ground-truth boxes when a ``gt.jsonl`` is given;
 5. optionally the add/remove faithfulness tables per layer and a contact sheet per concept.
 
-Example::
-
-    result = run_vtcd(loaded, "world/labels.jsonl", VtcdSettings(target="right", layers=["block2", "block3"],
-                      split="train"), out="concepts.h5")
-    result.ranking[0]    # {"rank": 1, "concept": "vtcd_block1_02", "excess": 0.42, "verdict": "above chance", ...}
+Example (in a project folder: world/ from vt-synth), on two videos of 'right' with few masks:
+    >>> from vtcav_common.ace.masking import MaskOptions
+    >>> from vtcav_common.ace.vtcd import ClusterOptions
+    >>> from vtcav_common.ace.vtcd_run import VtcdSettings, format_ranking, run_vtcd
+    >>> from vtcav_common.models import load_model
+    >>> loaded = load_model("vtcav_common.models.tiny:motion_c3d", "weights/classifier.pt")
+    >>> settings = VtcdSettings(target="right", layers=["block2", "block3"], split="train", max_videos=2,
+    ...                         cluster=ClusterOptions(k_min=3, k_max=4), masks=MaskOptions(masks=32, bootstrap=50))
+    >>> result = run_vtcd(loaded, "world/labels.jsonl", settings, out="concepts.h5")
+    >>> [(r["rank"], r["concept"], r["verdict"]) for r in result.ranking]     # by excess over the null
+    [(1, 'vtcd_block2_02', 'at chance'), (2, 'vtcd_block3_02', 'at chance'), (3, 'vtcd_block2_01', 'at chance'),
+     (4, 'vtcd_block2_00', 'at chance'), (5, 'vtcd_block3_01', 'at chance'), (6, 'vtcd_block3_00', 'below chance')]
+    >>> print(format_ranking(result.ranking, result.summary)[-1])       # the table's last line (vt-ace vtcd prints it)
+    (2 videos, 6 concepts x 4 null copies; the null's own false-positive rate at alpha 0.05: 0.167 over 24 copies)
 """
 
 from __future__ import annotations

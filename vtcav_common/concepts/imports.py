@@ -8,11 +8,21 @@ nothing is resampled. Per-clip sources: ``video_id`` the clip's file stem (video
 ``<file>:<index>`` (arrays), ``frames`` the source frame indices, ``track_id`` -1, ``boxes``
 the whole source frame.
 
-Example::
+Example (in a project folder: picked.npz, an array of clips, and curated/ball_bounce/, clip videos):
+    >>> from vtcav_common.concepts.imports import array_batches, array_sets, import_clip_sets, write_imported
+    >>> from vtcav_common.formats.clips import ClipSetWriter, Sampling, list_sets
+    >>> import_clip_sets(["picked.npz", "curated/ball_bounce"], "curated.h5", frames=16, size="64x64")
+    2
+    >>> [(s.name, s.kind, s.n, s.T, s.H, s.W) for s in list_sets("curated.h5")]
+    [('picked', 'imported', 4, 16, 64, 64), ('ball_bounce', 'imported', 2, 16, 64, 64)]
 
-    sets = array_sets("curated.npz")                 # {"ball": array, ...}
-    with ClipSetWriter("c.h5", Sampling(16, (64, 64)), "vt-concepts", {}) as writer:
-        write_imported(writer, "ball", sets["ball"], sampling, source="curated.npz")
+    One array, step by step (resampled to 8 frames of 32 x 32):
+
+    >>> sets = array_sets("picked.npz")                  # {"picked": N x T x H x W x 3 uint8}
+    >>> with ClipSetWriter("c.h5", Sampling(8, (32, 32)), "vt-concepts", {}) as writer:
+    ...     write_imported(writer, "ball", array_batches(sets["picked"], "picked.npz"), "concept",
+    ...                    "hand-picked", {"source": "picked.npz"})
+    4
 """
 
 from __future__ import annotations

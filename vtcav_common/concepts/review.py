@@ -13,10 +13,18 @@ that distance, farthest first: the odd ones (a missed detection, a wrong track, 
 the background) show at the top. Without one the file's order is kept. Clip ids are the
 clips' indices in the set, the ids ``vt-concepts review --drop`` takes.
 
-Example::
-
-    order = typicality("acts.h5", "ball_right", "block2", n=40)   # distances, or None
-    write_review("concepts.h5", "ball_right", "review/", order)
+Example (in a project folder, after shell/pipeline.sh: concepts.h5 and its activations acts.h5):
+    >>> from vtcav_common.concepts.review import clip_sources, review_order, typicality, write_review
+    >>> distances, layer = typicality("acts.h5", "ball_right", "block2", n=6)   # the set's 6 clips
+    >>> order = review_order(distances, 6)                 # farthest from the mean first
+    >>> sources = clip_sources("concepts.h5", "ball_right", "labels.jsonl")
+    >>> order
+    [4, 2, 1, 3, 0, 5]
+    >>> sources[4].video_id, sources[4].span()
+    ('train_right_0004', '0.20-1.70 s (frames 2-17)')
+    >>> png, page = write_review("concepts.h5", "ball_right", "review/", order, sources, distances, layer)
+    >>> str(png), str(page)
+    ('review/ball_right.png', 'review/ball_right.html')
 """
 
 from __future__ import annotations

@@ -24,12 +24,14 @@ in its provenance the source file, set and run, the transform, the frame kept, t
 the blur. Its per-clip ``frames`` and ``boxes`` are the source's, reordered as the pixels were,
 and a per-clip ``order`` (N x T) says which source clip frame each twin frame shows.
 
-Example::
-
-    write_twins("concepts.h5", "concepts.h5", ["ball_right", "random_00"], ["frozen", "reversed"],
-                seed=0, append=True)
-    twin_pairs(["ball_right", "ball_right~frozen", "random_00", "random_00~frozen"])
-    # [('ball_right', 'ball_right~frozen'), ('random_00', 'random_00~frozen')]
+Example (in a project folder, after shell/pipeline.sh: concepts.h5):
+    >>> from vtcav_common.concepts.twins import TwinOptions, twin_pairs, write_twins
+    >>> from vtcav_common.formats.clips import list_sets
+    >>> write_twins("concepts.h5", "concepts.h5", ["ball_right", "random_00"],
+    ...             TwinOptions(transforms=("frozen", "reversed"), seed=0), append=True)
+    [('ball_right~frozen', 6), ('ball_right~reversed', 6), ('random_00~frozen', 20), ('random_00~reversed', 20)]
+    >>> twin_pairs([s.name for s in list_sets("concepts.h5")], sources=["ball_right"])
+    [('ball_right', 'ball_right~frozen'), ('ball_right', 'ball_right~reversed')]
 """
 
 from __future__ import annotations

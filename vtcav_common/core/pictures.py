@@ -5,10 +5,15 @@ Shared by concept review (:mod:`vtcav_common.concepts.review`) and 3D-ACE's shee
 names the clip's source video and time span; each column is labelled with the frame's time
 within the clip.
 
-Example::
-
-    contact_sheet(clips[:6], "ace_00  rank 1  TCAV 0.93", frames=4, scale=2,
-                  captions=["v1  0.00-1.90 s", ...])  # H x W x 3 uint8
+Example:
+    >>> import numpy as np
+    >>> from vtcav_common.core.pictures import contact_sheet, write_png
+    >>> clips = np.random.default_rng(0).integers(0, 256, (6, 16, 64, 64, 3), dtype=np.uint8)
+    >>> sheet = contact_sheet(clips, "ace_00  rank 1  TCAV 0.93", frames=4, scale=2,
+    ...                       captions=[f"v{i}  0.00-1.90 s" for i in range(6)])
+    >>> sheet.shape, sheet.dtype                      # H x W x 3 RGB: 6 rows of 4 frames
+    ((878, 522, 3), dtype('uint8'))
+    >>> write_png("ace_00.png", sheet)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tracks and boxes from other tools as vtcav detection records.
+r"""Tracks and boxes from other tools as vtcav detection records.
 
 Formats (``detect_format`` tells them apart from the file itself):
 
@@ -21,11 +21,20 @@ Every record gets the video's absolute path and ``time = frame / fps`` with the 
 rate of the video file (or of ``seqinfo.ini``). Frames are 0-based, as vt-detect writes
 them.
 
-Example::
-
-    settings = ImportSettings(videos="world/videos")
-    for detection in import_detections(["run/labels"], "yolo", settings):
-        print(detection.to_json())
+Example (in a project folder: world/videos/ from vt-synth), the label files of two frames as
+``yolo track save_txt=True`` writes them:
+    >>> from pathlib import Path
+    >>> from vtcav_common.detect.imports import ImportSettings, detect_format, import_detections
+    >>> Path("run/labels").mkdir(parents=True)
+    >>> _ = Path("run/labels/train_right_0000_1.txt").write_text("0 0.25 0.5 0.2 0.2 0.91 1\n")
+    >>> _ = Path("run/labels/train_right_0000_2.txt").write_text("0 0.28 0.5 0.2 0.2 0.88 1\n")
+    >>> detect_format("run/labels")
+    'yolo'
+    >>> settings = ImportSettings(videos="world/videos", class_names=("ball",))
+    >>> for detection in import_detections(["run/labels"], "yolo", settings):
+    ...     print(detection.to_json())      # frames from 0, boxes in pixels of the 64 x 64 video
+    {"video_id":"train_right_0000","video":".../world/videos/train_right_0000.mp4","frame":0,...,"box":[9.6,25.6,22.4,38.4]}
+    {"video_id":"train_right_0000","video":...,"frame":1,"time":0.1,...,"conf":0.88,"box":[11.52,25.6,24.32,38.4]}
 """
 
 from __future__ import annotations

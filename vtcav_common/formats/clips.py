@@ -16,15 +16,21 @@ Reading streams (``iter_clip_batches``); writing appends batch by batch
 Adding sets to an existing file, or merging files, builds a new file beside the old
 one and renames it into place: the old file is untouched until the new one is whole.
 
-Example::
-
-    sampling = Sampling(frames=16, size=(64, 64), frame_stride=1)
-    with ClipSetWriter("concepts.h5", sampling, "vt-concepts", {"seed": 0}) as writer:
-        ball = writer.add_set("ball_right", kind="spatiotemporal", role="concept",
-                              classes=["ball"], labels=["right"], geometry="window")
-        ball.append(clips, ["v1", "v2"], frames, track_ids, boxes)
-    for batch in iter_clip_batches("concepts.h5", "ball_right", 32):
-        ...
+Example:
+    >>> import numpy as np
+    >>> from vtcav_common.formats.clips import ClipSetWriter, Sampling, iter_clip_batches, list_sets
+    >>> sampling = Sampling(frames=16, size=(64, 64), frame_stride=1)
+    >>> clips = np.zeros((2, 16, 64, 64, 3), np.uint8)                     # two clips, N x T x H x W x 3
+    >>> frames, boxes = np.tile(np.arange(16), (2, 1)), np.zeros((2, 16, 4))
+    >>> with ClipSetWriter("concepts.h5", sampling, "vt-concepts", {"seed": 0}) as writer:
+    ...     ball = writer.add_set("ball_right", kind="spatiotemporal", role="concept",
+    ...                           classes=["ball"], labels=["right"], geometry="window")
+    ...     ball.append(clips, ["v1", "v2"], frames, [1, 1], boxes)
+    >>> [(s.name, s.n, s.T, s.H, s.W) for s in list_sets("concepts.h5")]
+    [('ball_right', 2, 16, 64, 64)]
+    >>> for batch in iter_clip_batches("concepts.h5", "ball_right", 32):
+    ...     print(batch.shape, batch.dtype)
+    (2, 16, 64, 64, 3) uint8
 """
 
 from __future__ import annotations

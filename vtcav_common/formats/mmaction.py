@@ -1,4 +1,4 @@
-"""mmaction2's list files (``VideoDataset`` annotation files) as a vtcav labels manifest.
+r"""mmaction2's list files (``VideoDataset`` annotation files) as a vtcav labels manifest.
 
 A list file has one ``path label`` line per video (``label`` an index into a class-name
 list such as Kinetics' ``label_map_k400.txt``), paths relative to mmaction's
@@ -7,10 +7,18 @@ file's stem (made unique with its folder when two videos share a stem), the path
 absolute, the label is the class's name, the split is the list's (``train``/``val``/
 ``test`` from its file name unless given).
 
-Example::
-
-    for record in mmaction_manifest("kinetics400_val_list_videos.txt", names):
-        print(json.dumps(record))
+Example (in a project folder: videos/ from vt-synth):
+    >>> import json
+    >>> from pathlib import Path
+    >>> from vtcav_common.formats.mmaction import mmaction_manifest
+    >>> names = ["left", "right", "up", "down"]              # label_map: line i names class i
+    >>> _ = Path("kinetics400_val_list_videos.txt").write_text("test_left_10000.mp4 0\ntest_up_10000.mp4 2\n")
+    >>> for record in mmaction_manifest("kinetics400_val_list_videos.txt", names, data_prefix="videos"):
+    ...     print(json.dumps(record))
+    {"video_id": "test_left_10000", "path": ".../videos/test_left_10000.mp4", "label": "left",
+     "split": "val", "class_index": 0}
+    {"video_id": "test_up_10000", "path": ".../videos/test_up_10000.mp4", "label": "up",
+     "split": "val", "class_index": 2}
 """
 
 from __future__ import annotations

@@ -7,11 +7,17 @@ are inline (PNG and SVG as data URIs; a PDF is linked), styles are in the page, 
 no script. The Markdown version has the same text and table, with figures and sheets as
 relative links. Neither carries a date: the same inputs give the same bytes.
 
-Example::
-
-    page = build_report(Report(stats=records, figures=[Path("tcav.png")], inputs=[Path("cavs.h5")],
-                               reviews=[Path("review/ball.html")], base=Path(".")))
-    Path("report.html").write_text(page.html)
+Example (in a project folder, after shell/pipeline.sh and vt-concepts review: stats.jsonl, tcav.png, review/):
+    >>> import json
+    >>> from pathlib import Path
+    >>> from vtcav_common.report import Report, build_report
+    >>> records = [json.loads(line) for line in open("stats.jsonl")]
+    >>> page = build_report(Report(stats=records, figures=[Path("tcav.png")], inputs=[Path("cavs.h5")],
+    ...                            reviews=[Path("review/ball_right.html")], base=Path(".")))
+    >>> _ = Path("report.html").write_text(page.html, encoding="utf-8")
+    >>> [line for line in page.markdown.splitlines() if line.startswith("#")]     # the Markdown twin's sections
+    ['# Video-TCAV report', '## Settings', '## Significance', '## Figures', '## Review sheets of the concept sets',
+     '## Provenance of the inputs', '### `cavs.h5`']
 """
 
 from __future__ import annotations

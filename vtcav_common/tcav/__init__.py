@@ -5,11 +5,15 @@
   from HDF5 (:mod:`.streaming`: memory flat in the number of clips);
 - :func:`score_cavs` (:mod:`.scores`): CAV file + gradients file -> :class:`ScoreRecord` per CAV.
 
-Example::
-
-    from vtcav_common.tcav import FitOptions, fit_cavs, score_cavs
-    fit_cavs(["acts.h5"], "cavs.h5", relative=[("ball_right", "ball_static")], options=FitOptions(seed=0))
-    records = [r.to_dict() for r in score_cavs("cavs.h5", "grads.h5")]
+Example (in a project folder, after shell/pipeline.sh: acts.h5 and grads.h5 from vt-embed):
+    >>> from vtcav_common.tcav import FitOptions, fit_cavs, score_cavs
+    >>> summary = fit_cavs(["acts.h5"], "cavs.h5", layers=["block3"], relative=[("ball_right", "ball_static")],
+    ...                    options=FitOptions(seed=0))
+    >>> len(summary.tasks)           # 3 concepts x 3 random sets, 3 null pairs, 3 relative resamples
+    15
+    >>> records = [r.to_dict() for r in score_cavs("cavs.h5", "grads.h5")]
+    >>> [(r["concept"], r["against"], r["score"]) for r in records if r["kind"] == "relative"]
+    [('ball_right', 'ball_static', 1.0), ('ball_right', 'ball_static', 1.0), ('ball_right', 'ball_static', 1.0)]
 """
 
 # Lazy: a front end that only needs the classifier list (vt-cav --help, --version) imports
