@@ -97,6 +97,8 @@ class Sandboxes:
             folder = self.tmp.mktemp(where.replace(" ", "_"))
             shutil.copytree(source, folder, symlinks=True, dirs_exist_ok=True)
             self.made[where] = [folder, 0]
+            if parent:
+                self.free(parent)
         folder, done = self.made[where]
         for line in _lines(where)[done:upto]:
             if _why_not(line) is None:
@@ -106,6 +108,14 @@ class Sandboxes:
 
     def ran(self, where: str, index: int) -> None:
         self.made[where][1] = max(self.made[where][1], index + 1)
+
+    def free(self, where: str) -> None:
+        """Remove an epilog's folder once all its lines have run and every epilog continuing
+        from it has its copy: kept to the module's end, the copies came to gigabytes."""
+        folder, done = self.made[where]
+        children = [w for w, p in CONTINUES.items() if p == where]
+        if done >= len(_lines(where)) and all(c in self.made for c in children):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _lines(where: str) -> list[str]:
@@ -131,9 +141,13 @@ def test_every_command_has_examples():
 def test_help_example_runs_verbatim(sandboxes, where, index, line):
     why = _why_not(line)
     if why:
+        if where in sandboxes.made:   # a skipped last line still ends the epilog
+            sandboxes.ran(where, index)
+            sandboxes.free(where)
         pytest.skip(f"needs {why}")
     folder = sandboxes.at(where, index)   # the epilog's earlier lines first
     try:
         _check(line, _run(line, folder))
     finally:  # a failing line is reported once, by its own test, not again by the next line's
         sandboxes.ran(where, index)
+    sandboxes.free(where)   # (only after a line that passed: a failure's folder stays to be looked at)
