@@ -18,7 +18,7 @@ from conftest import REPO, run_cmd
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats", "vt_explain",
          "vt_ace", "vt_detect_import", "vt_report", "vt_merge")
 # Library modules that may import typer: the frame itself and the option declarations.
-FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli"}
+FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli.bundles", "vtcav_common.cli"}
 
 
 def _commands():
