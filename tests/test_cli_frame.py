@@ -12,14 +12,16 @@ import textwrap
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from conftest import REPO, run_cmd
-from vtcav_common.cli import frame
+from vtcav_common.cli import frame, options
+from vtcav_common.cli.bundles import BUNDLE, ModelOptions, bundled
 
 TOOLS = ("vt_synth", "vt_detect", "vt_concepts", "vt_embed", "vt_cav", "vt_score", "vt_stats", "vt_explain",
          "vt_ace", "vt_report", "vt_merge")
 # Library modules that may import typer: the frame itself and the option declarations.
-FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli"}
+FRAME_MODULES = {"vtcav_common.cli.frame", "vtcav_common.cli.options", "vtcav_common.cli.bundles", "vtcav_common.cli"}
 
 
 def _commands():
@@ -99,6 +101,29 @@ def test_bad_option_value_is_one_usage_line():
     result = run_cmd("vt-synth", "/nonexistent/w", "--size", "40x48")
     assert result.returncode == 2
     assert result.stderr.strip() == "vt-synth: error: --size 40x48: this frame is square; give one number"
+
+
+# --------------------------------------------------------------------------- option bundles
+def test_a_bundle_is_its_options_on_the_command_line_and_one_object_in_the_command():
+    """vt-ace's model commands take --model/--weights where the bundle stands and --device,
+    --class-names, --trust-checkpoint with the closing options, as their help has always shown."""
+    app, seen = frame.make_app("vt-x", help="A test tool.", single=False), []
+
+    @app.command()
+    @bundled
+    def run(path: str = typer.Argument(...), model: ModelOptions = BUNDLE, seed: int = options.seed(),
+            batch_size: int = options.batch_size(4), quiet: bool = options.quiet()) -> None:
+        seen.append((path, model, seed, batch_size))
+
+    command = typer.main.get_command(app).commands["run"]
+    assert [p.name for p in command.params] == ["path", "model", "weights", "seed", "batch_size", "device",
+                                                "class_names", "trust_checkpoint", "quiet"]
+    result = CliRunner().invoke(app, ["run", "p", "--weights", "w.pt", "--device", "cpu", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("p", ModelOptions(None, "w.pt", "cpu", None, False), 0, 2)]   # old --batch still accepted
+    masks = dict(_commands())["vt_ace masks"]
+    assert [p.name for p in masks.params][-6:] == ["device", "class_names", "trust_checkpoint", "shard", "quiet",
+                                                   "version"]
 
 
 # --------------------------------------------------------------------------- typer stays in the frame

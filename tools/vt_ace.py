@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from vtcav_common.ace import steps
+from vtcav_common.ace.candidates import CANDIDATE_SET
+from vtcav_common.ace.supervoxels import DEFAULT_FILL
 from vtcav_common.cli import frame
-from vtcav_common.core import errors, files, messages
 from vtcav_common.cli import options as opt
-from vtcav_common.scale import shard as sharding
-from vtcav_common.ace.candidates import CANDIDATE_SET, select_videos, write_candidates
-from vtcav_common.ace.sheets import write_sheets
-from vtcav_common.ace.supervoxels import DEFAULT_FILL, SegmentParams, parse_resolutions
-from vtcav_common.formats.clips import Sampling
-from vtcav_common.formats.records import read_jsonl, write_records
+from vtcav_common.cli.bundles import BUNDLE, MaskDraws, ModelOptions, bundled, max_videos as max_videos_option
+from vtcav_common.core import messages
 
-# The model-side modules (torch, torchvision, scikit-learn) are imported by the commands that
-# need them, so that `supervoxels`, `sheet` and bad input answer without loading them.
+# Each command parses its options and calls its step in vtcav_common.ace.steps, which loads the
+# model-side modules (torch, scikit-learn) only when it needs them.
 
 app = frame.make_app(
     "vt-ace",
@@ -48,7 +45,7 @@ def supervoxels(
     out: Path = opt.output(..., help="Clip-set HDF5 of candidate supervoxel clips."),
     labels: List[str] = opt.labels(help="Only videos with this label (the class to explain; repeatable)."),
     split: Optional[str] = opt.split(),
-    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    max_videos: Optional[int] = max_videos_option(),
     resolutions: str = typer.Option("15,50,80", "--resolutions", help="SLIC segment counts, coarse to fine."),
     compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness: higher = more cube-like "
                                                                   "supervoxels, lower = they follow colour."),
@@ -67,22 +64,8 @@ def supervoxels(
 ) -> None:
     """Cut each video into supervoxels and write each as a clip on grey (the candidates)."""
     messages.set_quiet(quiet)
-    part = sharding.parse_shard(shard)
-    params = SegmentParams(parse_resolutions(resolutions), compactness, sigma, min_fraction, max_iou, fill)
-    sampling = Sampling(frames, opt.parse_size(size), 1)
-    chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
-    chosen = chosen[:max_videos] if max_videos else chosen
-    label = labels[0] if len(labels) == 1 else None
-    provenance = {"videos_source": Path(videos).name, "split": split}
-    if len(labels) > 1:
-        provenance["labels"] = labels
-    chosen, identity = sharding.take_block(part, chosen)   # a contiguous block of the chosen videos, in order
-    if identity is not None:
-        provenance["shard"] = identity
-    started = time.perf_counter()
-    count = write_candidates(chosen, out, params, sampling, label, name=name, provenance=provenance)
-    messages.info(f"vt-ace: {count} supervoxel clips from {len(chosen)} videos -> {out} "
-             f"({time.perf_counter() - started:.1f} s)")
+    steps.supervoxels(videos, out, labels, split, max_videos, resolutions, compactness, sigma, min_fraction, max_iou,
+                      fill, frames, size, name, shard)
 
 
 @app.command(epilog="Example:\n\n"
@@ -92,6 +75,7 @@ def supervoxels(
                     "Then, with the tools:\n\n"
                     "    vt-embed concepts.h5 --weights weights/classifier.pt --layers block3 -o acts.h5 && "
                     "vt-cav acts.h5 -o cavs.h5")
+@bundled
 def discover(
     candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
     random: str = typer.Option(..., "--random", help="Random sets (vt-concepts random) with the same --frames/--size."),
@@ -99,8 +83,7 @@ def discover(
     target: str = opt.target(..., help="The class whose concepts are discovered."),
     out: Path = opt.output(..., help="Clip-set HDF5 of the concepts (ace_00, ...) and random sets."),
     ranking: str = typer.Option("-", "--ranking", help="Ranking JSONL ('-' for stdout)."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
+    model: ModelOptions = BUNDLE,
     layer: str = typer.Option(..., "--layer", "-l", help="The layer to embed, cluster and score at."),
     k: int = typer.Option(8, "--k", help="k-means clusters."),
     min_members: int = typer.Option(5, "--min-members", help="Drop clusters with fewer candidates."),
@@ -119,82 +102,45 @@ def discover(
                                                                    "(merged shards): cluster them, not embed again."),
     seed: int = opt.seed(help="Seed of k-means and of the CAVs."),
     batch_size: int = opt.batch_size(16, help="Clips per forward pass."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """Cluster the candidates into concepts, write them, rank them by TCAV."""
-    import torch
-
-    from vtcav_common.ace.discover import DiscoverOptions, check_inputs, discover as run_discovery
-
     messages.set_quiet(quiet)
-    options = DiscoverOptions(layer=layer, k=k, min_members=min_members, max_members=max_members, grid=grid,
-                              seed=seed, classifier=classifier, correction=correction, alpha=alpha,
-                              split=split or None, batch_size=batch_size)
-    info = check_inputs(candidates, set_name, random, options)   # refuse bad input before loading the model
-    torch.manual_seed(seed)
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    started = time.perf_counter()
-    given = None
-    if features is not None:
-        from vtcav_common.ace.feature_step import read_features
-
-        given = read_features(features, loaded, layer, grid, candidates, set_name, info.n)
-    result = run_discovery(loaded, candidates, random, videos, target, out, options, set_name, work_dir,
-                           features=given)
-    with files.open_text_output(ranking) as handle:
-        write_records(result.ranking, handle)
-    flagged = sum(not r["significant"] for r in result.ranking)
-    messages.info(f"vt-ace: {len(result.concepts)} concepts from {result.n_candidates} candidates -> {out}; "
-             f"{flagged} not significant ({time.perf_counter() - started:.1f} s)")
-    for row in result.ranking:
-        side = "above" if row["direction"] == "+" else "below"
-        verdict = f"significantly {side}" if row["significant"] else f"{side}, not significant"
-        messages.info(f"  {row['rank']:>2}. {row['concept']}  TCAV {row['tcav_mean']:.3f} ± {row['tcav_std']:.3f} "
-                 f"(random {row['null_mean']:.3f}): {verdict}; p {row['p']:.2g}, {row['correction']}-corrected p "
-                 f"{row['p_corrected']:.2g}  {row['members']} members")
+    steps.discover(model.load, candidates, random, videos, target, out, ranking, layer=layer, k=k,
+                   min_members=min_members, max_members=max_members, grid=grid, split=split, classifier=classifier,
+                   correction=correction, alpha=alpha, set_name=set_name, work_dir=work_dir, features=features,
+                   seed=seed, batch_size=batch_size)
 
 
 @app.command(epilog="Examples:\n\n"
                     "    vt-ace features cand.h5 --weights weights/classifier.pt --layer block3 -o feats.h5\n\n"
                     "    for k in 0 1; do vt-ace features cand.h5 --weights weights/classifier.pt --layer block3 "
                     "--shard $k/2 -o feats.$k.h5; done; vt-merge feats.h5 feats.0.h5 feats.1.h5")
+@bundled
 def features(
     candidates: str = typer.Argument(..., help="Candidates from vt-ace supervoxels."),
     out: Path = opt.output(..., help="Embeddings HDF5 of the candidates' pooled features."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
+    model: ModelOptions = BUNDLE,
     layer: str = typer.Option(..., "--layer", "-l", help="The layer discovery will cluster at."),
     grid: int = typer.Option(2, "--grid", min=0, help="Pool each channel to grid^3 cells (as discover's --grid)."),
     set_name: str = typer.Option(CANDIDATE_SET, "--set", help="The candidate set in CANDIDATES."),
     batch_size: int = opt.batch_size(16, help="Clips per forward pass (the same in every shard)."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """The feature step of discovery on its own (shardable): the candidates embedded at LAYER and pooled,
     for `vt-ace discover --features`."""
-    from vtcav_common.ace.feature_step import write_features
-
     messages.set_quiet(quiet)
-    part = sharding.parse_shard(shard)
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    started = time.perf_counter()
-    rows = write_features(loaded, candidates, set_name, layer, grid, batch_size, out, part)
-    messages.info(f"vt-ace: features of {rows} candidates at {layer} (grid {grid}) -> {out} "
-             f"({time.perf_counter() - started:.1f} s)")
+    steps.features(model.load, candidates, out, layer, grid, set_name, batch_size, shard)
 
 
 @app.command(epilog="Example:\n\n"
                     "    vt-ace faithfulness concepts.h5 ranking.jsonl --videos world/labels.jsonl --split test \\\n"
                     "        --model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt \\\n"
                     "        -o faith.jsonl --table faith.md")
+@bundled
 def faithfulness(
     concepts: str = typer.Argument(..., help="Concept file from vt-ace discover."),
     ranking: str = typer.Argument(..., help="Ranking JSONL from vt-ace discover (most important first)."),
@@ -204,38 +150,19 @@ def faithfulness(
     split: Optional[str] = opt.split("test", help="Split of the videos ('' for all)."),
     output: str = opt.output("-", help="JSONL records ('-' for stdout)."),
     table: Optional[Path] = typer.Option(None, "--table", help="Also write the two tables as Markdown."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
+    model: ModelOptions = BUNDLE,
     max_concepts: int = typer.Option(5, "--max-concepts", min=1, help="Columns k = 1..this."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Random draws of k concepts, averaged."),
-    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
+    max_videos: Optional[int] = max_videos_option(),
     seed: int = opt.seed(help="Seed of the random draws."),
     batch_size: int = opt.batch_size(16, help="Clips per forward pass."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """Accuracy when the top / random / least concepts are added to grey or removed from the video."""
-    from vtcav_common.ace.faithfulness import (FaithfulnessOptions, faithfulness as run_faithfulness,
-                                               format_tables, markdown_tables, read_concept_model, read_ranking)
-
     messages.set_quiet(quiet)
-    concept_model = read_concept_model(concepts)          # refuse bad input before loading the model
-    read_ranking(ranking, concept_model.names)
-    target = label or concept_model.target
-    chosen = select_videos(videos, target, split or None, max_videos)
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    options = FaithfulnessOptions(max_concepts, repeats, seed, batch_size)
-    records = run_faithfulness(loaded, concepts, ranking, chosen, options, target)
-    with files.open_text_output(output) as handle:
-        write_records(records, handle)
-    if table is not None:
-        with files.open_text_output(str(table)) as handle:
-            handle.write(markdown_tables(records) + "\n")
-    for line in format_tables(records):
-        messages.info(line)
+    steps.faithfulness(model.load, concepts, ranking, videos, label, split, output, table, max_concepts, repeats,
+                       max_videos, seed, batch_size)
 
 
 @app.command(epilog="Example:\n\n"
@@ -256,30 +183,10 @@ def sheet(
     """A contact-sheet PNG per concept: member clips (rows) x frames (columns), each row captioned with
     its source video and the time span the member covers there."""
     messages.set_quiet(quiet)
-    ranks = {record["concept"]: record for _, record in read_jsonl(ranking)} if ranking else None
-    written = write_sheets(concepts, out_dir, ranks, members, frames, scale, role, videos)
-    if not written:
-        raise errors.VtcavError(f"{concepts}: no sets of role '{role}' to draw")
-    messages.info(f"vt-ace: {len(written)} contact sheets in {out_dir}")
+    steps.sheets(concepts, out_dir, ranking, members, frames, scale, role, videos)
 
 
 VTCD_MODEL = "--model vtcav_common.models.tiny:motion_c3d --weights weights/classifier.pt"
-
-
-def _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max, max_members, masks,
-                   rate, null_copies, bootstrap, alpha, response, cells, seed, batch_size, faith, max_concepts, gt):
-    from vtcav_common.ace.masking import MaskOptions
-    from vtcav_common.ace.vtcd import ClusterOptions
-    from vtcav_common.ace.vtcd_run import VtcdSettings
-    from vtcav_common.models.layers import parse_layer_list
-
-    return VtcdSettings(
-        target=target, layers=parse_layer_list(layers), split=split or None, max_videos=max_videos,
-        segmentation=SegmentParams(parse_resolutions(resolutions), compactness),
-        cluster=ClusterOptions(k_min=k_min, k_max=k_max, max_members=max_members, seed=seed),
-        masks=MaskOptions(masks=masks, rate=rate, null_copies=null_copies, bootstrap=bootstrap, alpha=alpha,
-                          seed=seed, batch_size=batch_size, response=response, cells=cells),
-        faithfulness=faith, max_concepts=max_concepts, gt=gt)
 
 
 @app.command(epilog="Examples:\n\n"
@@ -287,41 +194,26 @@ def _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, 
                     "--layers block1,block2,block3 -o tub.h5\n\n"
                     f"    for k in 0 1; do vt-ace tubelets world/labels.jsonl --label right --split train {VTCD_MODEL} "
                     "--layers block2,block3 --shard $k/2 -o tub.$k.h5; done; vt-merge tub.h5 tub.0.h5 tub.1.h5")
+@bundled
 def tubelets(
     videos: str = typer.Argument(..., help="A labels manifest (labels.jsonl) or a folder of videos."),
     out: Path = opt.output(..., help="Tubelets file (a supervoxel clip set with VTCD features per layer)."),
     labels: List[str] = opt.labels(help="Only videos with this label (the class to explain)."),
     split: Optional[str] = opt.split(),
-    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
+    max_videos: Optional[int] = max_videos_option(),
+    model: ModelOptions = BUNDLE,
     layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layers (each a channels x T x H x W "
                                                           "feature map)."),
     resolutions: str = typer.Option("30", "--resolutions", help="SLIC segment counts (one: the tubelets "
                                                                 "partition each video)."),
     compactness: float = typer.Option(10.0, "--compactness", help="SLIC compactness."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """VTCD step 1: cut each video into tubelets and pool each tubelet's features at every layer."""
-    from vtcav_common.ace.vtcd import write_tubelets
-    from vtcav_common.models.layers import parse_layer_list
-
     messages.set_quiet(quiet)
-    part = sharding.parse_shard(shard)
-    params = SegmentParams(parse_resolutions(resolutions), compactness)
-    chosen = [v for label in dict.fromkeys(labels or [None]) for v in select_videos(videos, label, split)]
-    chosen = chosen[:max_videos] if max_videos else chosen
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    started = time.perf_counter()
-    count = write_tubelets(chosen, out, loaded, parse_layer_list(layers), params,
-                           labels[0] if len(labels) == 1 else None,
-                           {"videos_source": Path(videos).name, "split": split}, part)
-    messages.info(f"vt-ace: {count} tubelets -> {out} ({time.perf_counter() - started:.1f} s)")
+    steps.tubelets(model.load, videos, out, labels, split, max_videos, layers, resolutions, compactness, shard)
 
 
 @app.command(epilog="Examples (one command, from videos to ranked concepts):\n\n"
@@ -337,6 +229,7 @@ def tubelets(
                     f"    vt-merge stats.h5 stats.0.h5 stats.1.h5 && vt-ace vtcd work/tubelets.h5 --videos "
                     f"world/labels.jsonl --target right {VTCD_MODEL} --concepts concepts2.h5 --stats stats.h5 "
                     "--ranking ranking2.jsonl")
+@bundled
 def vtcd(
     source: str = typer.Argument(..., help="A labels manifest (the class's videos are cut into tubelets) or a "
                                            "tubelets file from vt-ace tubelets."),
@@ -348,9 +241,8 @@ def vtcd(
     videos: Optional[str] = typer.Option(None, "--videos", help="The labels manifest of the videos (needed with a "
                                                                 "tubelets file)."),
     split: Optional[str] = opt.split("train", help="Split of the class's videos ('' for all)."),
-    max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="At most this many videos."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
+    max_videos: Optional[int] = max_videos_option(),
+    model: ModelOptions = BUNDLE,
     layers: str = typer.Option("", "--layers", "-l", help="Comma-separated layers (default: all of the tubelets "
                                                           "file's)."),
     resolutions: str = typer.Option("30", "--resolutions", help="SLIC segment counts of the tubelets."),
@@ -359,9 +251,7 @@ def vtcd(
     k_max: int = typer.Option(12, "--k-max", help="Most clusters a layer."),
     max_members: int = typer.Option(40, "--max-members", min=1, help="Member clips kept a concept (nearest the "
                                                                      "centre)."),
-    masks: int = typer.Option(128, "--masks", help="Random masks per video."),
-    rate: float = typer.Option(0.05, "--rate", help="Probability that a concept (or null copy) is masked in a draw."),
-    null_copies: int = typer.Option(4, "--null-copies", help="Randomly shifted copies of each concept: the null."),
+    draws: MaskDraws = BUNDLE,
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap replicates over videos."),
     alpha: float = typer.Option(0.05, "--alpha", help="Level after Holm's correction over the concepts."),
     response: str = typer.Option("logprob", "--response", help="What masking moves: logprob (the target's "
@@ -382,97 +272,45 @@ def vtcd(
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Keep tubelets.h5 and stats.h5 here."),
     seed: int = opt.seed(help="Seed of k-means, the masks, the null copies and the bootstrap."),
     batch_size: int = opt.batch_size(16, help="Masked copies of a video per forward pass."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """VTCD with a null: tubelets in the model's features, per-layer concepts, ranked by random masking on the
     real videos against randomly placed copies of the same size."""
-    from vtcav_common.ace.faithfulness import format_tables, markdown_tables
-    from vtcav_common.ace.vtcd_run import format_ranking, markdown_ranking, run_vtcd
-
     messages.set_quiet(quiet)
-    settings = _vtcd_settings(target, layers, split, max_videos, resolutions, compactness, k_min, k_max,
-                              max_members, masks, rate, null_copies, bootstrap, alpha, response, cells, seed,
-                              batch_size, faith is not None, max_concepts, gt)
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    started = time.perf_counter()
-    result = run_vtcd(loaded, source, settings, out, videos, concepts, stats, work_dir, concepts_only)
-    if result is None:
-        messages.info(f"vt-ace: concepts -> {out} ({time.perf_counter() - started:.1f} s)")
-        return
-    with files.open_text_output(ranking) as handle:
-        write_records(result.ranking, handle)
-    if faith is not None:
-        with files.open_text_output(faith) as handle:
-            write_records(result.faithfulness, handle)
-    if table is not None:
-        parts = [markdown_ranking(result.ranking, result.summary)]
-        for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
-            # 3D-ACE's tables, on the masked videos themselves (not held-out ones)
-            parts.append(markdown_tables([r for r in result.faithfulness if r["layer"] == layer]).replace(
-                " test videos,", " videos (the masked ones),"))
-        with files.open_text_output(str(table)) as handle:
-            handle.write("\n\n".join(parts) + "\n")
-    if sheets is not None:
-        sources = videos if videos else (None if source.endswith((".h5", ".hdf5")) else source)
-        written = write_sheets(concepts or str(out), sheets, {r["concept"]: r for r in result.ranking},
-                               videos=sources)
-        messages.info(f"vt-ace: {len(written)} contact sheets in {sheets}")
-    messages.info(f"vt-ace: {len(result.ranking)} concepts ranked ({time.perf_counter() - started:.1f} s)")
-    for line in format_ranking(result.ranking, result.summary):
-        messages.info(line)
-    for layer in dict.fromkeys(r["layer"] for r in result.faithfulness):
-        for line in format_tables([r for r in result.faithfulness if r["layer"] == layer], "mean_prob"):
-            messages.info(f"  {layer}: {line}")
+    steps.vtcd(model.load, source, out, ranking=ranking, table=table, videos=videos, concepts=concepts, stats=stats,
+               concepts_only=concepts_only, faith=faith, sheets=sheets, work_dir=work_dir, target=target,
+               layers=layers, split=split, max_videos=max_videos, resolutions=resolutions, compactness=compactness,
+               k_min=k_min, k_max=k_max, max_members=max_members, masks=draws.masks, rate=draws.rate,
+               null_copies=draws.null_copies, bootstrap=bootstrap, alpha=alpha, response=response, cells=cells,
+               seed=seed, batch_size=batch_size, max_concepts=max_concepts, gt=gt)
 
 
 @app.command(epilog="Example (after vt-ace vtcd ... --work-dir work -o concepts.h5):\n\n"
                     f"    vt-ace masks concepts.h5 work/tubelets.h5 --videos world/labels.jsonl --target right "
                     f"{VTCD_MODEL} --shard 0/2 -o stats.0.h5")
+@bundled
 def masks(
     concepts: str = typer.Argument(..., help="Concept file from vt-ace vtcd."),
     tubelets_file: str = typer.Argument(..., help="Tubelets file of the videos to mask (vt-ace tubelets)."),
     out: Path = opt.output(..., help="Masking statistics (HDF5, one row a video)."),
     videos: str = typer.Option(..., "--videos", help="The labels manifest of the videos."),
     target: Optional[str] = opt.target(help="The class (default: the concepts')."),
-    model: Optional[str] = opt.model(),
-    weights: Optional[str] = opt.weights(),
-    count: int = typer.Option(128, "--masks", help="Random masks per video."),
-    rate: float = typer.Option(0.05, "--rate", help="Probability that a concept (or null copy) is masked in a draw."),
-    null_copies: int = typer.Option(4, "--null-copies", help="Randomly shifted copies of each concept: the null."),
+    model: ModelOptions = BUNDLE,
+    draws: MaskDraws = BUNDLE,
     response: str = typer.Option("logprob", "--response", help="logprob or logit."),
     cells: str = typer.Option("owner", "--cells", help="owner or share (see vt-ace vtcd)."),
     seed: int = opt.seed(help="Seed of the masks and the null copies (as vt-ace vtcd's)."),
     batch_size: int = opt.batch_size(16, help="Masked copies of a video per forward pass."),
-    device: str = opt.device(),
-    class_names: Optional[Path] = opt.class_names(),
-    trust_checkpoint: bool = opt.trust_checkpoint(),
     shard: Optional[str] = opt.shard(),
     quiet: bool = opt.quiet(),
     version: bool = opt.version(),
 ) -> None:
     """VTCD step 3 on its own (shardable): random masks over the concepts and their null copies, the
     regression statistics of each video, for vt-ace vtcd --stats."""
-    from vtcav_common.ace.masking import MaskOptions, write_mask_stats
-    from vtcav_common.ace.vtcd import read_concept_model, read_tubelets, require_same_model
-    from vtcav_common.ace.vtcd_run import video_paths
-
     messages.set_quiet(quiet)
-    part = sharding.parse_shard(shard)
-    options = MaskOptions(masks=count, rate=rate, null_copies=null_copies, seed=seed, batch_size=batch_size,
-                          response=response, cells=cells)
-    options.check()
-    concept_model = read_concept_model(concepts)
-    tubes = read_tubelets(tubelets_file)
-    paths = video_paths(videos)
-    loaded = opt.load_model_options(model, weights, class_names, trust_checkpoint, device)
-    require_same_model(concept_model.provenance, loaded, concepts)
-    started = time.perf_counter()
-    done = write_mask_stats(loaded, concept_model, tubes, paths, target or concept_model.target, options, out, part)
-    messages.info(f"vt-ace: masking statistics of {done} videos -> {out} ({time.perf_counter() - started:.1f} s)")
+    steps.masks(model.load, concepts, tubelets_file, out, videos, target, draws.masks, draws.rate, draws.null_copies,
+                response, cells, seed, batch_size, shard)
 
 
 main = frame.entry(app, "vt-ace")

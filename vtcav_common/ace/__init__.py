@@ -7,7 +7,8 @@
 - :mod:`.features`: the layer activations, pooled per channel, that clustering uses;
 - :mod:`.discover`: k-means into concepts, the concept clip-set file, TCAV ranking (``vt-ace discover``);
 - :mod:`.faithfulness`: add / remove the top, random and least concepts, classify (``vt-ace faithfulness``);
-- :mod:`.sheets`: a contact-sheet PNG per concept (``vt-ace sheet``).
+- :mod:`.sheets`: a contact-sheet PNG per concept (``vt-ace sheet``);
+- :mod:`.steps`: vt-ace's subcommands as library calls, one function each (the front end only parses).
 
 See docs/ace.md.
 """

@@ -66,7 +66,7 @@ from scipy import stats as sstats
 from ..core import messages
 from ..core import h5io
 from ..core.errors import IncompatibleError, UsageError, VtcavError
-from ..models.base import LoadedModel, first_tensor, preprocess
+from ..models.base import LayerHooks, LoadedModel, first_tensor, preprocess
 from ..models.layers import model_device
 from ..scale.shard import Shard
 from .supervoxels import load_volume
@@ -172,15 +172,13 @@ def video_groups(model: ConceptModel, tubelets: Tubelets, video_id: str, row: in
 
 
 # --------------------------------------------------------------------------- masking through hooks
-class FeatureMasks:
+class FeatureMasks(LayerHooks):
     """Forward hooks that multiply layers' outputs by per-sample keep maps (``b x G`` each)."""
 
     def __init__(self, loaded: LoadedModel, grids: list[LayerGrid]):
-        modules = dict(loaded.module.named_modules())
+        super().__init__(loaded.module, [g.name for g in grids])
         self.grids = {g.name: g for g in grids}
-        self._modules = [(g.name, modules[g.name]) for g in grids]
         self.keep: dict[str, torch.Tensor] = {}
-        self._handles: list = []
 
     def _hook(self, name: str):
         grid = self.grids[name]
@@ -198,14 +196,8 @@ class FeatureMasks:
             return output * k.to(output.dtype)
         return hook
 
-    def __enter__(self) -> "FeatureMasks":
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules]
-        return self
-
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        super().__exit__(*exc)
         self.keep = {}
 
 

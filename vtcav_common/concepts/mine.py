@@ -1,5 +1,6 @@
-"""The vt-concepts runs as library calls: the object options that spatial and spatiotemporal share,
-the default set names, writing a mined concept set, and drawing and writing random sets.
+"""The vt-concepts runs as library calls, one a subcommand: :func:`mine_objects` (spatial and
+spatiotemporal: the object options they share, the default set names, writing a mined concept
+set), :func:`write_random_sets` (random) and :func:`set_records` (list).
 
 A stage does not import ``scale``: a sharded run's front end passes ``cut``, which takes the
 plans (all made first, from metadata alone) and returns this shard's block and its identity
@@ -13,12 +14,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.errors import VtcavError
+from ..core.errors import UsageError, VtcavError
 from ..core.files import display_name
 from ..core.messages import info, progress
-from ..formats.clips import ClipSetWriter, Sampling, check_set_name
+from ..formats.clips import ClipSetWriter, Sampling, check_set_name, list_sets
 from .catalog import DetectionFilter, LabelFilter, VideoCatalog, load_tracks
-from .plans import PlanStats, RandomDraw, plan_random
+from .geometry import track_geometries
+from .plans import PlanStats, RandomDraw, limit, plan_random, plan_spatial, plan_spatiotemporal
 from .render import render_plans
 from ..core.parsing import parse_size
 
@@ -101,11 +103,49 @@ def write_concept(out: Path, options: ObjectOptions, plans, stats: PlanStats, na
              f"{' (' + '; '.join(extra) + ')' if extra else ''} -> {out}")
 
 
+def mine_objects(kind: str, detections: str, out: Path, videos: str | None, classes: list[str] | None,
+                 labels: list[str] | None, exclude: list[str] | None, split: str | None, *, geometry: str,
+                 min_track: int | None, min_box: float, min_conf: float, max_gap: int, per_track: int,
+                 max_clips: int | None, context: float, frames: int, size: str, stride: int, seed: int,
+                 name: str | None, append: bool = False, replace: bool = False, cut: Cut | None = None) -> None:
+    """vt-concepts spatial (``kind`` 'spatial': one frame's crop of an object, repeated; ``geometry``
+    'static') or spatiotemporal (the object along its track, cut with ``geometry``): the detections'
+    tracks planned into clips, at most ``max_clips`` of them (a seeded subset), written as one set."""
+    if kind == "spatiotemporal" and geometry not in track_geometries():
+        raise UsageError(f"--geometry must be {' or '.join(track_geometries())}, got '{geometry}'")
+    options = ObjectOptions(detections, videos, classes, labels, exclude, split, min_conf, min_box, max_gap,
+                            frames, size, stride)
+    name = name or default_name(kind, classes, labels, exclude)
+    check_set_name(name)
+    tracks = options.tracks()
+    if kind == "spatial":
+        plans, stats = plan_spatial(tracks, name, options.sampling, per_track, min_track)
+        description = f"static crops of {options.describe()}"
+    else:
+        if all(track.track_id < 0 for track in tracks):
+            raise VtcavError(f"{display_name(detections)}: the detections of {options.describe()} have no "
+                             f"track ids, and spatiotemporal clips follow tracks (run vt-detect with a tracker)")
+        plans, stats = plan_spatiotemporal(tracks, name, options.sampling, geometry, per_track, min_track)
+        description = f"{options.describe()} along its track ({geometry} geometry)"
+    plans = limit(plans, max_clips, np.random.default_rng(seed), stats)
+    plans, part = cut(plans) if cut else (plans, None)
+    provenance = options.provenance(seed=seed, min_track=min_track, clips_per_track=per_track,
+                                    max_clips=max_clips, context=context, geometry=geometry)
+    if part is not None:   # this shard's block of clips (vtcav_common.scale.shard); vt-merge joins the blocks
+        provenance["shard"] = part
+    write_concept(out, options, plans, stats, name, kind, geometry, description, provenance, append, replace,
+                  context)
+
+
 def write_random_sets(out: Path, videos: str, labels: list[str] | None, exclude: list[str] | None, split: str | None,
-                      sets: int, per_set: int, min_window: float, sampling: Sampling, seed: int, prefix: str,
-                      role: str, append: bool = False, replace: bool = False, cut: Cut | None = None) -> None:
+                      sets: int, per_set: int, min_window: float, frames: int, size: str, stride: int, seed: int,
+                      prefix: str, role: str, append: bool = False, replace: bool = False,
+                      cut: Cut | None = None) -> None:
     """vt-concepts random: R sets of random windows at random start frames of random videos
     (those the label filter allows), no clip drawn twice, written to ``out``."""
+    if role not in ("random", "concept"):
+        raise UsageError(f"--role is 'random' or 'concept', got '{role}'")
+    sampling = Sampling(frames, parse_size(size), stride)
     catalog = VideoCatalog.open(videos)
     label_filter = LabelFilter(frozenset(labels or ()), frozenset(exclude or ()), split)
     label_filter.check(catalog)
@@ -135,3 +175,13 @@ def write_random_sets(out: Path, videos: str, labels: list[str] | None, exclude:
         render_plans(plans, targets, sampling, progress=lambda it, n: progress(it, n, "random"))
     used = {p.video_id for p in plans}
     info(f"{TOOL}: {sets} random sets x {per_set} clips from {len(used)} of {len(entries)} {source} -> {out}")
+
+
+def set_records(path: Path, sets: list[str] | None) -> list[dict]:
+    """vt-concepts list: a record (name, kind, role, n, T, H, W, ...) of each set of ``path`` that
+    ``sets`` (names or patterns; all without) chooses."""
+    from ..core import selection
+
+    infos = list_sets(path)
+    chosen = set(selection.select([i.name for i in infos], sets, "set", str(path)))
+    return [i.to_record() for i in infos if i.name in chosen]

@@ -141,7 +141,35 @@ def first_tensor(output) -> torch.Tensor:
     raise TypeError(f"layer output of type {type(output).__name__} holds no tensor")
 
 
-class LayerRecorder:
+class LayerHooks:
+    """Forward hooks on named layers of ``module``, in place for the length of a ``with`` block.
+
+    The one hook mechanism of vtcav: what a hook does is the subclass's ``_hook(name)``
+    (:class:`LayerRecorder` records outputs; VTCD's ``FeatureMasks`` multiplies them by masks).
+    """
+
+    def __init__(self, module: torch.nn.Module, layer_names: list[str]):
+        modules = dict(module.named_modules())
+        missing = [n for n in layer_names if n not in modules]
+        if missing:
+            raise UsageError(f"unknown layer(s) {', '.join(missing)}; see vt-embed --list-layers")
+        self._modules = [(name, modules[name]) for name in layer_names]
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class LayerRecorder(LayerHooks):
     """Forward hooks on many named layers: activations (and their gradients) from ONE pass.
 
     Use as a context manager around a forward pass; with ``keep_grad=True`` call
@@ -151,14 +179,9 @@ class LayerRecorder:
     """
 
     def __init__(self, module: torch.nn.Module, layer_names: list[str], keep_grad: bool = False):
-        modules = dict(module.named_modules())
-        missing = [n for n in layer_names if n not in modules]
-        if missing:
-            raise UsageError(f"unknown layer(s) {', '.join(missing)}; see vt-embed --list-layers")
-        self._modules = [(name, modules[name]) for name in layer_names]
+        super().__init__(module, layer_names)
         self.keep_grad = keep_grad
         self.outputs: dict[str, torch.Tensor] = {}
-        self._handles: list = []
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
@@ -173,13 +196,7 @@ class LayerRecorder:
 
     def __enter__(self) -> "LayerRecorder":
         self.outputs.clear()
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        return super().__enter__()
 
     def activations(self) -> dict[str, torch.Tensor]:
         return {name: self.outputs[name].detach() for name, _ in self._modules}
