@@ -123,6 +123,26 @@ def test_twin_records_get_their_own_null():
     assert not results["reversed"]["significant"] and results["reversed"]["verdict"] == "chance CAV"
 
 
+def test_a_verdict_needs_the_class_own_preference_not_only_the_null():
+    """ball_red vs shuffled at block3 of the appearance world (paired split): 0.45 against random
+    clips' own-twin scores near 0.06. Far from the null, but the class does not prefer the real
+    order (0.45 < 0.5): not "relies on its frame order". The mirror case (0.55 against 0.94)
+    is no preference for the twin either; 0.03 against 0.5 is one."""
+    def rec(concept, score, replicate):
+        return {"target": "red", "layer": "block3", "concept": concept, "against": f"{concept}~shuffled",
+                "kind": "relative", "replicate": replicate, "score": score, "magnitude": 0.1, "cav_accuracy": 0.9}
+    for concept_scores, null_centre, verdict in (((0.40, 0.45, 0.50), 0.06, "no: unlike random clips'"),
+                                                 ((0.50, 0.55, 0.60), 0.94, "no: unlike random clips'"),
+                                                 ((0.02, 0.03, 0.04), 0.50, "yes: prefers its shuffled twin"),
+                                                 ((0.96, 0.97, 0.98), 0.50, "yes: relies on its frame order")):
+        records = [rec(f"random_{i:02d}", null_centre + 0.01 * ((i * 7) % 5 - 2), j)
+                   for i in range(10) for j in range(3)]
+        records += [rec("ball_red", score, j) for j, score in enumerate(concept_scores)]
+        (result,) = motion.twin_tests(records, {f"random_{i:02d}" for i in range(10)})
+        assert result["p_corrected"] < 0.05, result
+        assert result["verdict"].startswith(verdict) and result["significant"] == verdict.startswith("yes"), result
+
+
 def test_vt_stats_writes_the_twin_table_and_figure(tmp_path):
     """Through vt-stats: twin records are tested against random sets vs their twins (not counted
     in the other hypotheses' m), written with kind "twin", and drawn by --motion-plot."""
