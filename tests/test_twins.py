@@ -166,6 +166,8 @@ def test_vt_stats_writes_the_twin_table_and_figure(tmp_path):
     assert [r["kind"] for r in stats] == ["concept", "twin"]
     assert stats[0]["m"] == 1 and stats[1]["n_null"] == 10 and stats[1]["significant"]
     assert figure.read_bytes()[:4] == b"\x89PNG"
+    again = run_cli("vt-stats", scores, "--motion-plot", figure, "-o", tmp_path / "stats.jsonl", "-q")
+    assert again.returncode == 0, again.stderr   # the figure of an earlier run is replaced, not an input
     bare = tmp_path / "bare.jsonl"
     bare.write_text("".join(json.dumps(r) + "\n" for r in records[:20]))
     result = run_cli("vt-stats", bare, "--motion-plot", tmp_path / "m2.png", "-o", tmp_path / "s2.jsonl")
