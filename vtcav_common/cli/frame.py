@@ -108,8 +108,8 @@ class MainWithSubcommands(TyperGroup):
 
 
 # Parameters that name what a command writes; every other path parameter is read.
-OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "motion_plot", "markdown", "pictures", "sheets", "out_dir",
-                 "work_dir")
+OUTPUT_PARAMS = ("output", "out", "ranking", "table", "plot", "motion_plot", "markdown", "pictures", "sheets",
+                 "out_dir", "work_dir")
 
 
 def _refuse_outputs_that_are_inputs(params: dict, arguments: set = frozenset()) -> None:
