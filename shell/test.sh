@@ -19,4 +19,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
         >/tmp/vtcav-apt.log 2>&1 || echo "test.sh: apt-get install slurm-wlm munge parallel chromium failed (see /tmp/vtcav-apt.log)" >&2
 fi
 export YOLO_OFFLINE=1 MPLBACKEND=Agg
+# pytest-xdist: one worker a core, at most 4 (each builds the session's worlds once); a test
+# module stays on one worker (conftest.py groups them). VTCAV_TEST_WORKERS=0 runs serially.
+workers=${VTCAV_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
+[ "$workers" -gt 4 ] && workers=4
+if [ "$workers" -ge 2 ]; then
+    exec "$py" -m pytest -n "$workers" --dist loadgroup "$@"
+fi
 exec "$py" -m pytest "$@"

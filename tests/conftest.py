@@ -84,6 +84,18 @@ def h5_arrays(path: str | Path) -> tuple[dict, dict]:
         return found, json.loads(handle.attrs["provenance"])
 
 
+# Modules that share a costly session fixture run on the same worker under pytest-xdist
+# (shell/test.sh: -n 2 --dist loadgroup); every other module is a group of its own, so its
+# module fixtures are built once.
+SHARED_GROUPS = {"test_doctests": "project", "test_help_examples": "project"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__ if item.module else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, module)))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _free_module_scratch(request, tmp_path_factory):
     """Remove what a test module wrote into pytest's temporary folder once the module is done,
